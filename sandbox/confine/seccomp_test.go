@@ -1,0 +1,169 @@
+package confine
+
+import (
+	"encoding/binary"
+	"runtime"
+	"testing"
+
+	seccomp "github.com/elastic/go-seccomp-bpf"
+	"github.com/elastic/go-seccomp-bpf/arch"
+	"golang.org/x/net/bpf"
+	"golang.org/x/sys/unix"
+)
+
+const (
+	retAllow       = unix.SECCOMP_RET_ALLOW
+	retKillProcess = unix.SECCOMP_RET_KILL_PROCESS
+	retEPERM       = unix.SECCOMP_RET_ERRNO | uint32(unix.EPERM)
+	retENOSYS      = unix.SECCOMP_RET_ERRNO | uint32(unix.ENOSYS)
+)
+
+// seccompData lays out struct seccomp_data the way the kernel's loads see
+// it on a little-endian machine, for x/net/bpf's VM, whose 32-bit loads
+// are big-endian: each word sits at its native offset, stored big-endian.
+func seccompData(nr int, auditArch uint32, args ...uint64) []byte {
+	b := make([]byte, 64)
+	binary.BigEndian.PutUint32(b[0:], uint32(nr))
+	binary.BigEndian.PutUint32(b[4:], auditArch)
+	for i, a := range args {
+		binary.BigEndian.PutUint32(b[16+8*i:], uint32(a))
+		binary.BigEndian.PutUint32(b[20+8*i:], uint32(a>>32))
+	}
+	return b
+}
+
+func runFilter(t *testing.T, vm *bpf.VM, data []byte) uint32 {
+	t.Helper()
+	ret, err := vm.Run(data)
+	if err != nil {
+		t.Fatalf("run filter: %v", err)
+	}
+	return uint32(ret)
+}
+
+func TestSeccompFilterDecisions(t *testing.T) {
+	prog, err := seccompProgram()
+	if err != nil {
+		t.Fatal(err)
+	}
+	vm, err := bpf.NewVM(prog)
+	if err != nil {
+		t.Fatalf("filter does not load in the BPF VM: %v", err)
+	}
+	native, _ := nativeArch()
+	nr := func(name string) int {
+		n, ok := native.SyscallNames[name]
+		if !ok {
+			t.Fatalf("no syscall %s on %s", name, native.Name)
+		}
+		return n
+	}
+	id := uint32(native.ID)
+	tests := []struct {
+		name string
+		data []byte
+		want uint32
+	}{
+		{"read is allowed", seccompData(nr("read"), id, 0, 0, 0), retAllow},
+		{"bpf", seccompData(nr("bpf"), id), retEPERM},
+		{"ptrace", seccompData(nr("ptrace"), id), retEPERM},
+		{"io_uring_setup", seccompData(nr("io_uring_setup"), id), retEPERM},
+		{"unshare", seccompData(nr("unshare"), id, unix.CLONE_FILES), retEPERM},
+		{"clone3", seccompData(nr("clone3"), id), retENOSYS},
+		{"clone for a thread", seccompData(nr("clone"), id, unix.CLONE_VM|unix.CLONE_FS|unix.CLONE_FILES|unix.CLONE_SIGHAND|unix.CLONE_THREAD), retAllow},
+		{"clone for a process", seccompData(nr("clone"), id, uint64(unix.SIGCHLD)), retAllow},
+		{"clone with CLONE_NEWUSER", seccompData(nr("clone"), id, unix.CLONE_NEWUSER|uint64(unix.SIGCHLD)), retEPERM},
+		{"clone with CLONE_NEWNET", seccompData(nr("clone"), id, unix.CLONE_NEWNET), retEPERM},
+		{"clone with CLONE_NEWNS", seccompData(nr("clone"), id, unix.CLONE_NEWNS), retEPERM},
+		{"TCP socket", seccompData(nr("socket"), id, unix.AF_INET, unix.SOCK_STREAM, 0), retAllow},
+		{"TCP socket, IPPROTO_TCP", seccompData(nr("socket"), id, unix.AF_INET6, unix.SOCK_STREAM, unix.IPPROTO_TCP), retAllow},
+		{"MPTCP socket", seccompData(nr("socket"), id, unix.AF_INET, unix.SOCK_STREAM, ipprotoMPTCP), retEPERM},
+		{"MPTCP socket, IPv6", seccompData(nr("socket"), id, unix.AF_INET6, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, ipprotoMPTCP), retEPERM},
+		{"MPTCP with junk in the high bits", seccompData(nr("socket"), id, unix.AF_INET, unix.SOCK_STREAM, 0xdead_0000_0000|ipprotoMPTCP), retEPERM},
+		{"protocol one bit away from MPTCP", seccompData(nr("socket"), id, unix.AF_INET, unix.SOCK_STREAM, ipprotoMPTCP|1), retAllow},
+		{"protocol with a subset of MPTCP's bits", seccompData(nr("socket"), id, unix.AF_INET, unix.SOCK_STREAM, ipprotoMPTCP&^2), retAllow},
+		{"foreign architecture is killed", seccompData(nr("read"), uint32(arch.I386.ID)), retKillProcess},
+		{"foreign architecture, unknown number", seccompData(0x7ff, uint32(arch.ARM.ID)), retKillProcess},
+	}
+	if runtime.GOARCH == "amd64" {
+		tests = append(tests, struct {
+			name string
+			data []byte
+			want uint32
+		}{"x32 system call", seccompData(nr("read")|0x40000000, id), retENOSYS})
+	}
+	for _, tt := range tests {
+		if got := runFilter(t, vm, tt.data); got != tt.want {
+			t.Errorf("%s: filter returns %#x, want %#x", tt.name, got, tt.want)
+		}
+	}
+	// Every unconditional entry of the table is denied with its errno.
+	for _, r := range seccompDenyTable() {
+		if len(r.conds) > 0 {
+			continue
+		}
+		want := unix.SECCOMP_RET_ERRNO | uint32(r.Errno)
+		if got := runFilter(t, vm, seccompData(nr(r.Name), id)); got != want {
+			t.Errorf("%s: filter returns %#x, want %#x", r.Name, got, want)
+		}
+	}
+}
+
+func TestSeccompDenyList(t *testing.T) {
+	list := SeccompDenyList()
+	seen := map[string]bool{}
+	for _, d := range list {
+		if d.Reason == "" {
+			t.Errorf("%s has no reason", d.Name)
+		}
+		if seen[d.Name] {
+			t.Errorf("%s is listed twice", d.Name)
+		}
+		seen[d.Name] = true
+		for _, a := range []*arch.Info{arch.X86_64, arch.AARCH64} {
+			if _, ok := a.SyscallNames[d.Name]; !ok {
+				t.Errorf("%s does not exist on %s", d.Name, a.Name)
+			}
+		}
+	}
+	for _, must := range []string{"bpf", "ptrace", "io_uring_setup", "mount", "unshare", "clone", "clone3", "socket", "open_by_handle_at"} {
+		if !seen[must] {
+			t.Errorf("%s is missing from the deny-list", must)
+		}
+	}
+	list[0].Name = "changed"
+	if SeccompDenyList()[0].Name == "changed" {
+		t.Error("SeccompDenyList returns shared state")
+	}
+}
+
+// FuzzLowWordEquals checks the compiled condition against its meaning:
+// it matches exactly when the low 32 bits of the argument equal v.
+func FuzzLowWordEquals(f *testing.F) {
+	f.Add(uint32(ipprotoMPTCP), uint64(ipprotoMPTCP))
+	f.Add(uint32(ipprotoMPTCP), uint64(0xffff_ffff_0000_0106))
+	f.Add(uint32(0), uint64(1<<40))
+	f.Add(uint32(0xffff_ffff), uint64(0xffff_fffe))
+	native, err := nativeArch()
+	if err != nil {
+		f.Skip(err)
+	}
+	f.Fuzz(func(t *testing.T, v uint32, arg uint64) {
+		policy := seccomp.Policy{DefaultAction: seccomp.ActionAllow, Syscalls: []seccomp.SyscallGroup{{
+			Action:             seccomp.ActionErrno | seccomp.Action(unix.EPERM),
+			NamesWithCondtions: []seccomp.NameWithConditions{{Name: "socket", Conditions: lowWordEquals(2, v)}},
+		}}}
+		prog, err := policy.Assemble()
+		if err != nil {
+			t.Fatal(err)
+		}
+		vm, err := bpf.NewVM(prog)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := runFilter(t, vm, seccompData(native.SyscallNames["socket"], uint32(native.ID), 0, 0, arg)) == retEPERM
+		if want := uint32(arg) == v; got != want {
+			t.Errorf("lowWordEquals(2, %#x) on argument %#x: matched %v, want %v", v, arg, got, want)
+		}
+	})
+}
