@@ -1,0 +1,79 @@
+package audit
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+	"time"
+)
+
+// Log writes events to a human stream (stderr) and, optionally, a JSON-lines
+// file. It is safe for concurrent use.
+type Log struct {
+	mu     sync.Mutex
+	server Server
+	human  io.Writer
+	jsonl  *os.File
+	now    func() time.Time
+}
+
+// Open returns a Log for one server. human may be nil (no human lines);
+// jsonPath may be empty (no JSON log). The JSON log is opened for append and
+// created 0600: it names paths and addresses a server touched.
+func Open(server Server, human io.Writer, jsonPath string) (*Log, error) {
+	l := &Log{server: server, human: human, now: time.Now}
+	if jsonPath != "" {
+		f, err := os.OpenFile(jsonPath, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+		if err != nil {
+			return nil, fmt.Errorf("open audit log %s: %w", jsonPath, err)
+		}
+		l.jsonl = f
+	}
+	return l, nil
+}
+
+// Emit fills in time and server when unset and writes the event everywhere.
+// A failure to write the JSON log is reported on the human stream: audit
+// records are never dropped silently.
+func (l *Log) Emit(e Event) {
+	if l == nil {
+		return
+	}
+	if e.Time.IsZero() {
+		e.Time = l.now()
+	}
+	if e.Server == (Server{}) {
+		e.Server = l.server
+	}
+	if e.Action == "" {
+		e.Action = ActionNone
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.human != nil {
+		fmt.Fprintf(l.human, "mcpjail: %s\n", e.Line())
+	}
+	if l.jsonl != nil {
+		b, err := json.Marshal(e)
+		if err == nil {
+			b = append(b, '\n')
+			_, err = l.jsonl.Write(b)
+		}
+		if err != nil && l.human != nil {
+			fmt.Fprintf(l.human, "mcpjail: audit log write failed: %v\n", err)
+		}
+	}
+}
+
+// Server is the identity stamped on every event.
+func (l *Log) Server() Server { return l.server }
+
+// Close closes the JSON log.
+func (l *Log) Close() error {
+	if l == nil || l.jsonl == nil {
+		return nil
+	}
+	return l.jsonl.Close()
+}

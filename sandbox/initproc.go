@@ -1,0 +1,137 @@
+package sandbox
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/mcpjail/mcpjail/sandbox/confine"
+)
+
+// InitMain is the init step: the re-executed mcpjail, already inside the
+// jail's cgroup, confines itself (credentials, capabilities, no_new_privs,
+// Landlock, seccomp) and then runs the server. It never returns.
+func InitMain() {
+	code, err := initMain()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "mcpjail: %v\n", err)
+	}
+	os.Exit(code)
+}
+
+func initMain() (int, error) {
+	// Inherited descriptors must not reach the server.
+	unix.CloseOnExec(lifelineFD)
+	specFile := os.NewFile(specFD, "init-spec")
+	spec, err := readInitSpec(specFile)
+	specFile.Close()
+	if err != nil {
+		return ExitRefused, fmt.Errorf("init: %w", err)
+	}
+	if spec.Supervise {
+		if err := mountPrivateProc(); err != nil {
+			return ExitRefused, fmt.Errorf("init: %w", err)
+		}
+	}
+	plan, err := confine.NewPlan(spec.Confine)
+	if err != nil {
+		return ExitRefused, fmt.Errorf("init: plan confinement: %w", err)
+	}
+	if err := plan.Apply(); err != nil {
+		return ExitRefused, fmt.Errorf("init: confine: %w", err)
+	}
+	// Changing credentials cleared the parent-death signal; arm it again and
+	// then make sure the launcher did not die in between.
+	if err := unix.Prctl(unix.PR_SET_PDEATHSIG, uintptr(syscall.SIGKILL), 0, 0, 0); err != nil {
+		return ExitRefused, fmt.Errorf("init: set parent-death signal: %w", err)
+	}
+	if launcherGone() {
+		return ExitRefused, errors.New("init: launcher exited before the server started")
+	}
+	if err := os.Chdir(spec.Dir); err != nil {
+		return ExitRefused, fmt.Errorf("init: chdir %s: %w", spec.Dir, err)
+	}
+	if !spec.Supervise {
+		err := syscall.Exec(spec.Path, spec.Argv, spec.Env)
+		return execFailureCode(err), fmt.Errorf("exec %s: %w", spec.Path, err)
+	}
+	return supervise(spec)
+}
+
+// launcherGone polls the lifeline pipe: the launcher never writes to it, so
+// readability or hang-up means its write end closed, i.e. the launcher died.
+func launcherGone() bool {
+	fds := []unix.PollFd{{Fd: lifelineFD, Events: unix.POLLIN}}
+	n, err := unix.Poll(fds, 0)
+	return err != nil || (n > 0 && fds[0].Revents != 0)
+}
+
+func execFailureCode(err error) int {
+	if errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ENOTDIR) {
+		return ExitNotFound
+	}
+	return ExitCannotExec
+}
+
+// relayedSignals are forwarded from mcpjail to init and from init to the server.
+var relayedSignals = []os.Signal{syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT, syscall.SIGUSR1, syscall.SIGUSR2}
+
+// supervise runs as PID 1 of the jail's PID namespace. PID 1 ignores signals
+// it has no handler for, so the server must not be PID 1: init forks it,
+// relays signals, reaps re-parented orphans, and exits with the server's
+// status, at which point the kernel kills whatever is left in the namespace.
+func supervise(spec *initSpec) (int, error) {
+	sigs := make(chan os.Signal, 8)
+	signal.Notify(sigs, relayedSignals...)
+	pid, err := syscall.ForkExec(spec.Path, spec.Argv, &syscall.ProcAttr{
+		Env:   spec.Env,
+		Files: []uintptr{0, 1, 2},
+	})
+	if err != nil {
+		return execFailureCode(err), fmt.Errorf("exec %s: %w", spec.Path, err)
+	}
+	go func() {
+		for s := range sigs {
+			_ = syscall.Kill(pid, s.(syscall.Signal))
+		}
+	}()
+	for {
+		var ws syscall.WaitStatus
+		got, err := syscall.Wait4(-1, &ws, 0, nil)
+		if errors.Is(err, syscall.EINTR) {
+			continue
+		}
+		if err != nil {
+			return ExitRefused, fmt.Errorf("init: wait: %w", err)
+		}
+		if got == pid {
+			return statusCode(ws), nil
+		}
+	}
+}
+
+// statusCode turns a wait status into a shell-style exit code.
+func statusCode(ws syscall.WaitStatus) int {
+	if ws.Signaled() {
+		return exitSignalShift + int(ws.Signal())
+	}
+	return ws.ExitStatus()
+}
+
+// mountPrivateProc gives the new PID namespace its own /proc inside a private
+// mount namespace. With the host's /proc, "/proc/<getpid()>" would name the
+// host's PID 1 (code that walks its own tasks that way then spins forever),
+// and the server could list every process on the host.
+func mountPrivateProc() error {
+	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
+		return fmt.Errorf("make mounts private: %w", err)
+	}
+	if err := unix.Mount("proc", "/proc", "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
+		return fmt.Errorf("mount /proc for the PID namespace: %w", err)
+	}
+	return nil
+}

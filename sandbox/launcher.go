@@ -1,0 +1,209 @@
+package sandbox
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/mcpjail/mcpjail/profiles"
+	"github.com/mcpjail/mcpjail/sandbox/audit"
+	"github.com/mcpjail/mcpjail/sandbox/confine"
+)
+
+// Options is one `mcpjail run`.
+type Options struct {
+	Profile       string // built-in name or file; "" means "default"
+	Workdir       string // "" means the current directory
+	Name          string // server name in events; "" means the profile's name
+	AuditLog      string // JSON-lines file; "" for none
+	AllowDegraded bool   // run with the layers that exist instead of refusing
+	Argv          []string
+	// Getenv and LookupEnv read mcpjail's own environment (os.Getenv and
+	// os.LookupEnv when nil).
+	LookupEnv func(string) (string, bool)
+	Logger    *slog.Logger
+}
+
+// prepared is a run after every check and before anything was created.
+type prepared struct {
+	opts     Options
+	policy   *profiles.Policy
+	id       identity
+	instance string
+	tmpDir   string
+	exe      string
+	env      []string
+	plan     *confine.Plan
+	missing  []string // layers this kernel or privilege level lacks
+	events   *audit.Log
+}
+
+// Run runs one server in a jail and returns its exit code (the server's own,
+// or 128+N when signal N ended it). An *Error carries mcpjail's own failures.
+func Run(ctx context.Context, opts Options) (int, error) {
+	if opts.LookupEnv == nil {
+		opts.LookupEnv = os.LookupEnv
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	p, err := prepare(opts)
+	if err != nil {
+		return 0, err
+	}
+	defer p.events.Close()
+	defer os.RemoveAll(p.tmpDir)
+	if len(p.missing) > 0 {
+		if !opts.AllowDegraded {
+			reason := "missing layers: " + strings.Join(p.missing, "; ")
+			p.events.Emit(audit.Event{Kind: audit.KindRefuse, Verdict: audit.VerdictDeny, Layer: audit.LayerMcpjail, Reason: reason})
+			return 0, errorf(ExitRefused, "refusing to run %s: %s (use --allow-degraded to run without them)", p.policy.Name, reason)
+		}
+		for _, m := range p.missing {
+			p.events.Emit(audit.Event{Kind: audit.KindDegraded, Verdict: audit.VerdictAudit, Layer: audit.LayerMcpjail, Reason: "running without " + m})
+		}
+	}
+	return p.launch(ctx)
+}
+
+// prepare loads and checks everything; on error nothing is left behind.
+func prepare(opts Options) (p *prepared, err error) {
+	name := opts.Profile
+	if name == "" {
+		name = "default"
+	}
+	prof, err := profiles.Resolve(name)
+	if err != nil {
+		return nil, &Error{Code: ExitUsage, Err: err}
+	}
+	if len(opts.Argv) == 0 {
+		return nil, errorf(ExitUsage, "no command given (usage: mcpjail run [flags] -- CMD [ARGS...])")
+	}
+	workdir, err := absWorkdir(opts.Workdir)
+	if err != nil {
+		return nil, &Error{Code: ExitUsage, Err: err}
+	}
+	getenv := func(k string) string { v, _ := opts.LookupEnv(k); return v }
+	id, err := resolveIdentity(prof.ServerUser(), getenv)
+	if err != nil {
+		return nil, &Error{Code: ExitRefused, Err: err}
+	}
+	p = &prepared{opts: opts, id: id, instance: newInstanceID()}
+	serverName := opts.Name
+	if serverName == "" {
+		serverName = prof.Name()
+	}
+	if p.events, err = audit.Open(audit.Server{Name: serverName, Instance: p.instance}, os.Stderr, opts.AuditLog); err != nil {
+		return nil, &Error{Code: ExitUsage, Err: err}
+	}
+	defer func() {
+		if err != nil {
+			p.events.Close()
+			if p.tmpDir != "" {
+				os.RemoveAll(p.tmpDir)
+			}
+		}
+	}()
+	if p.tmpDir, err = makePrivateTmp(serverName, p.instance, id.creds); err != nil {
+		return nil, &Error{Code: ExitRefused, Err: err}
+	}
+	p.policy, err = prof.Compile(profiles.Vars{Home: id.home, Workdir: workdir, TmpDir: p.tmpDir})
+	if err != nil {
+		return nil, &Error{Code: ExitUsage, Err: err}
+	}
+	if p.env, err = buildEnv(p.policy.Env, opts.LookupEnv, id.invokingUID); err != nil {
+		return nil, p.refuse(err)
+	}
+	pathEnv, _ := envValue(p.env, "PATH")
+	if p.exe, err = resolveExecutable(opts.Argv[0], pathEnv, workdir); err != nil {
+		return nil, err
+	}
+	if _, err = checkIntegrity(p.exe, p.policy.Server); err != nil {
+		return nil, p.refuse(err)
+	}
+	if p.plan, err = confine.NewPlan(p.confineSpec()); err != nil {
+		return nil, &Error{Code: ExitRefused, Err: fmt.Errorf("plan confinement: %w", err)}
+	}
+	p.missing = append(p.missing, p.plan.Missing()...)
+	if os.Geteuid() != 0 {
+		p.missing = append(p.missing, "cgroups (not root and no mcpjail daemon: no limits and no cgroup identity)",
+			"pid namespace (not root: the server is not confined to its own PID namespace)")
+	}
+	p.opts.Workdir = workdir
+	return p, nil
+}
+
+// refuse records a refusal as an event and turns it into exit code 125.
+func (p *prepared) refuse(err error) error {
+	p.events.Emit(audit.Event{Kind: audit.KindRefuse, Verdict: audit.VerdictDeny, Layer: audit.LayerMcpjail, Reason: err.Error()})
+	return &Error{Code: ExitRefused, Err: err}
+}
+
+func (p *prepared) confineSpec() confine.Spec {
+	return confine.Spec{Policy: *p.policy, Creds: p.id.creds, Degraded: p.opts.AllowDegraded}
+}
+
+func absWorkdir(dir string) (string, error) {
+	if dir == "" {
+		wd, err := os.Getwd()
+		if err != nil {
+			return "", fmt.Errorf("current directory: %w", err)
+		}
+		dir = wd
+	}
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return "", fmt.Errorf("workdir %s: %w", dir, err)
+	}
+	fi, err := os.Stat(abs)
+	if err != nil {
+		return "", fmt.Errorf("workdir: %w", err)
+	}
+	if !fi.IsDir() {
+		return "", fmt.Errorf("workdir %s is not a directory", abs)
+	}
+	return abs, nil
+}
+
+func newInstanceID() string {
+	b := make([]byte, 6)
+	if _, err := rand.Read(b); err != nil {
+		panic(fmt.Sprintf("crypto/rand: %v", err)) // the kernel's RNG does not fail
+	}
+	return hex.EncodeToString(b)
+}
+
+// makePrivateTmp creates the run's ${TMPDIR}: 0700 and owned by the server.
+func makePrivateTmp(name, instance string, creds *confine.Creds) (string, error) {
+	dir, err := os.MkdirTemp("/tmp", "mcpjail-"+safeName(name)+"-"+instance+"-")
+	if err != nil {
+		return "", fmt.Errorf("create private TMPDIR: %w", err)
+	}
+	if creds != nil {
+		if err := os.Chown(dir, int(creds.UID), int(creds.GID)); err != nil {
+			os.Remove(dir)
+			return "", fmt.Errorf("chown %s: %w", dir, err)
+		}
+	}
+	return dir, nil
+}
+
+// safeName keeps letters, digits, '-', '_' and '.', for names used in paths.
+func safeName(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.'
+		if !ok {
+			b[i] = '_'
+		}
+	}
+	if len(b) > 64 {
+		b = b[:64]
+	}
+	return string(b)
+}
