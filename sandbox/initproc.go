@@ -6,8 +6,10 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
+	"kernel.org/pub/linux/libs/security/libcap/psx"
 
 	"github.com/mcpjail/mcpjail/sandbox/confine"
 )
@@ -33,10 +35,15 @@ func initMain() (int, error) {
 		return ExitRefused, fmt.Errorf("init: %w", err)
 	}
 	if spec.Supervise {
-		if err := mountPrivateProc(); err != nil {
-			return ExitRefused, fmt.Errorf("init: %w", err)
-		}
+		return supervise(spec)
 	}
+	return confineAndExec(spec)
+}
+
+// confineAndExec confines the calling process and replaces it with the
+// server, so that the server keeps this pid: Landlock resolves a profile's
+// /proc/self when the rules are made, and it must name the server.
+func confineAndExec(spec *initSpec) (int, error) {
 	plan, err := confine.NewPlan(spec.Confine)
 	if err != nil {
 		return ExitRefused, fmt.Errorf("init: plan confinement: %w", err)
@@ -55,11 +62,8 @@ func initMain() (int, error) {
 	if err := os.Chdir(spec.Dir); err != nil {
 		return ExitRefused, fmt.Errorf("init: chdir %s: %w", spec.Dir, err)
 	}
-	if !spec.Supervise {
-		err := syscall.Exec(spec.Path, spec.Argv, spec.Env)
-		return execFailureCode(err), fmt.Errorf("exec %s: %w", spec.Path, err)
-	}
-	return supervise(spec)
+	err = syscall.Exec(spec.Path, spec.Argv, spec.Env)
+	return execFailureCode(err), fmt.Errorf("exec %s: %w", spec.Path, err)
 }
 
 // launcherGone polls the lifeline pipe: the launcher never writes to it, so
@@ -81,18 +85,40 @@ func execFailureCode(err error) int {
 var relayedSignals = []os.Signal{syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT, syscall.SIGUSR1, syscall.SIGUSR2}
 
 // supervise runs as PID 1 of the jail's PID namespace. PID 1 ignores signals
-// it has no handler for, so the server must not be PID 1: init forks it,
+// it has no handler for, so the server must not be PID 1: init starts the
+// init step again as PID 2 (which confines itself and execs the server),
 // relays signals, reaps re-parented orphans, and exits with the server's
 // status, at which point the kernel kills whatever is left in the namespace.
 func supervise(spec *initSpec) (int, error) {
+	if err := mountPrivateProc(); err != nil {
+		return ExitRefused, fmt.Errorf("init: %w", err)
+	}
 	sigs := make(chan os.Signal, 8)
 	signal.Notify(sigs, relayedSignals...)
-	pid, err := syscall.ForkExec(spec.Path, spec.Argv, &syscall.ProcAttr{
-		Env:   spec.Env,
-		Files: []uintptr{0, 1, 2},
-	})
+	specR, specW, err := os.Pipe()
 	if err != nil {
-		return execFailureCode(err), fmt.Errorf("exec %s: %w", spec.Path, err)
+		return ExitRefused, fmt.Errorf("init: spec pipe: %w", err)
+	}
+	pid, err := syscall.ForkExec("/proc/self/exe", []string{"mcpjail", initArg}, &syscall.ProcAttr{
+		Env:   []string{},
+		Files: []uintptr{0, 1, 2, specR.Fd(), lifelineFD},
+		Sys:   &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL},
+	})
+	specR.Close()
+	if err != nil {
+		specW.Close()
+		return ExitRefused, fmt.Errorf("init: start the server's init step: %w", err)
+	}
+	child := *spec
+	child.Supervise = false
+	if err := writeInitSpec(specW, &child); err != nil {
+		return ExitRefused, fmt.Errorf("init: %w", err)
+	}
+	// PID 1 only waits and relays from here on: it keeps CAP_KILL (the
+	// server may run as another user) and gives up every other capability.
+	if err := keepOnlyCapKill(); err != nil {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+		return ExitRefused, fmt.Errorf("init: drop capabilities: %w", err)
 	}
 	go func() {
 		for s := range sigs {
@@ -112,6 +138,22 @@ func supervise(spec *initSpec) (int, error) {
 			return statusCode(ws), nil
 		}
 	}
+}
+
+// keepOnlyCapKill sets no_new_privs and reduces PID 1's capabilities to
+// CAP_KILL in every set, for all threads of the process.
+func keepOnlyCapKill() error {
+	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
+		return fmt.Errorf("no_new_privs: %w", err)
+	}
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	data := [2]unix.CapUserData{{Effective: 1 << unix.CAP_KILL, Permitted: 1 << unix.CAP_KILL}}
+	// capset affects only the calling thread; run it on every thread.
+	_, _, errno := psx.Syscall3(unix.SYS_CAPSET, uintptr(unsafe.Pointer(&hdr)), uintptr(unsafe.Pointer(&data[0])), 0)
+	if errno != 0 {
+		return fmt.Errorf("capset: %w", errno)
+	}
+	return nil
 }
 
 // statusCode turns a wait status into a shell-style exit code.
