@@ -70,6 +70,23 @@ func checkExecutable(p string) error {
 	return nil
 }
 
+// ResolvePin returns what `mcpjail profile pin` writes into a profile: the
+// file argv0 really runs (found as run finds it, symlinks followed) and its
+// SHA-256, so that checkIntegrity later compares like with like.
+func ResolvePin(argv0, pathEnv, dir string) (exe, sum string, err error) {
+	found, err := resolveExecutable(argv0, pathEnv, dir)
+	if err != nil {
+		return "", "", err
+	}
+	if exe, err = filepath.EvalSymlinks(found); err != nil {
+		return "", "", fmt.Errorf("resolve %s: %w", found, err)
+	}
+	if sum, err = fileSHA256(exe); err != nil {
+		return "", "", err
+	}
+	return exe, sum, nil
+}
+
 // checkIntegrity enforces server.executable and server.sha256 on the file
 // that will really run (symlinks resolved). It returns the resolved path.
 // The digest is computed from an open descriptor whose identity is compared
@@ -103,25 +120,35 @@ func checkIntegrity(exe string, pin profiles.Server) (string, error) {
 	return real, nil
 }
 
-// fileSHA256 hashes a file and checks it was not replaced while being read.
+// fileSHA256 hashes a regular file and checks it was not replaced while
+// being read. Anything else (a FIFO would block, a device never ends) is
+// refused; O_NONBLOCK keeps opening a FIFO from waiting for a writer.
 func fileSHA256(path string) (string, error) {
-	f, err := os.Open(path)
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return "", fmt.Errorf("open %s: %w", path, err)
 	}
 	defer f.Close()
+	var byFD, byPath syscall.Stat_t
+	if err := syscall.Fstat(int(f.Fd()), &byFD); err != nil {
+		return "", fmt.Errorf("stat %s: %w", path, err)
+	}
+	if byFD.Mode&syscall.S_IFMT != syscall.S_IFREG {
+		return "", fmt.Errorf("%s is not a regular file", path)
+	}
 	h := sha256.New()
 	if _, err := io.Copy(h, f); err != nil {
 		return "", fmt.Errorf("read %s: %w", path, err)
 	}
-	var byFD, byPath syscall.Stat_t
+	before := byFD
 	if err := syscall.Fstat(int(f.Fd()), &byFD); err != nil {
 		return "", fmt.Errorf("stat %s: %w", path, err)
 	}
 	if err := syscall.Stat(path, &byPath); err != nil {
 		return "", fmt.Errorf("stat %s: %w", path, err)
 	}
-	if byFD.Dev != byPath.Dev || byFD.Ino != byPath.Ino || byFD.Mtim != byPath.Mtim || byFD.Size != byPath.Size {
+	if byFD.Dev != byPath.Dev || byFD.Ino != byPath.Ino || byFD.Mtim != byPath.Mtim || byFD.Size != byPath.Size ||
+		before.Mtim != byFD.Mtim || before.Size != byFD.Size {
 		return "", fmt.Errorf("%s changed while it was being hashed", path)
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/mcpjail/mcpjail/profiles"
 )
 
@@ -65,6 +67,38 @@ func TestCheckIntegrity(t *testing.T) {
 	_, err = checkIntegrity(exe, profiles.Server{SHA256: bad})
 	if err == nil || !strings.Contains(err.Error(), good) || !strings.Contains(err.Error(), bad) {
 		t.Fatalf("sha256 mismatch not reported with both digests: %v", err)
+	}
+}
+
+func TestResolvePin(t *testing.T) {
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "bin")
+	os.Mkdir(bin, 0o755)
+	exe := filepath.Join(dir, "server-1.2")
+	os.WriteFile(exe, []byte("binary"), 0o755)
+	os.Symlink(exe, filepath.Join(bin, "server"))
+	sum := sha256.Sum256([]byte("binary"))
+
+	got, gotSum, err := ResolvePin("server", bin, dir)
+	if err != nil || got != exe || gotSum != hex.EncodeToString(sum[:]) {
+		t.Fatalf("ResolvePin = %q %q %v; want %q %x", got, gotSum, err, exe, sum)
+	}
+	// What pin writes is what run accepts.
+	if _, err := checkIntegrity(filepath.Join(bin, "server"), profiles.Server{Executable: got, SHA256: gotSum}); err != nil {
+		t.Errorf("run refuses the pin: %v", err)
+	}
+	var e *Error
+	if _, _, err := ResolvePin("missing", bin, dir); !errors.As(err, &e) || e.Code != ExitNotFound {
+		t.Errorf("missing command: err = %v, want code %d", err, ExitNotFound)
+	}
+	// An executable FIFO passes the mode check; hashing must refuse it at
+	// once rather than wait for a writer.
+	fifo := filepath.Join(bin, "fifo")
+	if err := unix.Mkfifo(fifo, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := ResolvePin("fifo", bin, dir); err == nil || !strings.Contains(err.Error(), "not a regular file") {
+		t.Errorf("FIFO: err = %v, want a refusal", err)
 	}
 }
 

@@ -1,13 +1,9 @@
 package main
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"io"
 	"os"
-	"os/exec"
 	"os/user"
 	"path/filepath"
 	"strings"
@@ -18,6 +14,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/mcpjail/mcpjail/profiles"
+	"github.com/mcpjail/mcpjail/sandbox"
 )
 
 // showTmpDir stands for ${TMPDIR} outside a run: the real directory is created
@@ -157,11 +154,12 @@ func profilePinCommand() *cli.Command {
 		Name:      "pin",
 		Usage:     "write the executable and sha256 of CMD into a profile file",
 		ArgsUsage: "FILE -- CMD [ARGS...]",
-		Description: "Resolves CMD through PATH (a name with '/' is taken as a path), follows symlinks to\n" +
-			"the file that will really run, hashes it, and sets server.executable and server.sha256\n" +
-			"in FILE. FILE is replaced atomically; other keys and most comments are kept, and the\n" +
-			"document is re-indented with two spaces. `mcpjail run` refuses to start CMD when the\n" +
-			"file no longer matches. ARGS are ignored, so a client's command line can be pasted.",
+		Description: "Resolves CMD through PATH by the rules `mcpjail run` uses (a name with '/' is taken\n" +
+			"as a path), follows symlinks to the file that will really run, hashes it, and sets\n" +
+			"server.executable and server.sha256 in FILE. FILE is replaced atomically; other keys and\n" +
+			"most comments are kept, and the document is re-indented with two spaces. `mcpjail run`\n" +
+			"refuses to start CMD when the file no longer matches. ARGS are ignored, so a client's\n" +
+			"command line can be pasted.",
 		Action: func(c *cli.Context) error {
 			args := c.Args().Slice()
 			if len(args) > 1 && args[1] == "--" {
@@ -171,7 +169,11 @@ func profilePinCommand() *cli.Command {
 				return exitf(exitUsage, "profile pin: usage: mcpjail profile pin FILE -- CMD [ARGS...]")
 			}
 			file, cmd := args[0], args[1]
-			exe, sum, err := resolveAndHash(cmd)
+			wd, err := os.Getwd()
+			if err != nil {
+				return exitf(exitFailure, "profile pin: find the current directory: %v", err)
+			}
+			exe, sum, err := sandbox.ResolvePin(cmd, os.Getenv("PATH"), wd)
 			if err != nil {
 				return exitf(exitFailure, "profile pin: %v", err)
 			}
@@ -248,40 +250,6 @@ func completeBuiltins(c *cli.Context) {
 	for _, b := range profiles.Builtins() {
 		fmt.Fprintln(c.App.Writer, b.Name)
 	}
-}
-
-// resolveAndHash finds cmd like a shell would, follows symlinks and returns
-// the real file with its SHA-256.
-func resolveAndHash(cmd string) (string, string, error) {
-	found, err := exec.LookPath(cmd)
-	if err != nil {
-		return "", "", err
-	}
-	abs, err := filepath.Abs(found)
-	if err != nil {
-		return "", "", err
-	}
-	real, err := filepath.EvalSymlinks(abs)
-	if err != nil {
-		return "", "", fmt.Errorf("resolve %s: %w", abs, err)
-	}
-	f, err := os.Open(real)
-	if err != nil {
-		return "", "", err
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return "", "", err
-	}
-	if !fi.Mode().IsRegular() {
-		return "", "", fmt.Errorf("%s is not a regular file", real)
-	}
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", "", fmt.Errorf("hash %s: %w", real, err)
-	}
-	return real, hex.EncodeToString(h.Sum(nil)), nil
 }
 
 // writeFileAtomic replaces path with data through a temporary file in the

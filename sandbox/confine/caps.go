@@ -7,6 +7,8 @@ import (
 
 	"golang.org/x/sys/unix"
 	"kernel.org/pub/linux/libs/security/libcap/psx"
+
+	"github.com/mcpjail/mcpjail/sandbox/features"
 )
 
 // Capabilities and no_new_privs are per thread in Linux. A Go process has
@@ -72,35 +74,17 @@ func setNoNewPrivs() error {
 	return nil
 }
 
-// capSets reads the calling thread's permitted, effective and inheritable
-// sets as 64-bit masks.
-func capSets() (permitted, effective, inheritable uint64, err error) {
-	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
-	var data [2]unix.CapUserData
-	if err := unix.Capget(&hdr, &data[0]); err != nil {
-		return 0, 0, 0, fmt.Errorf("capget: %w", err)
-	}
-	join := func(lo, hi uint32) uint64 { return uint64(hi)<<32 | uint64(lo) }
-	return join(data[0].Permitted, data[1].Permitted),
-		join(data[0].Effective, data[1].Effective),
-		join(data[0].Inheritable, data[1].Inheritable), nil
-}
-
-func effectiveCaps() (uint64, error) {
-	_, eff, _, err := capSets()
-	return eff, err
-}
-
 // verifyNoPrivileges checks, on the calling thread (the one that will
 // execve), that the steps above took effect: fail closed rather than trust
 // return codes alone.
 func verifyNoPrivileges(lastCap int, boundingDropped bool) error {
-	prm, eff, inh, err := capSets()
+	sets, err := features.ThreadCapabilities()
 	if err != nil {
 		return err
 	}
-	if prm|eff|inh != 0 {
-		return fmt.Errorf("capabilities remain: permitted %#x effective %#x inheritable %#x", prm, eff, inh)
+	if sets.Permitted|sets.Effective|sets.Inheritable != 0 {
+		return fmt.Errorf("capabilities remain: permitted %#x effective %#x inheritable %#x",
+			sets.Permitted, sets.Effective, sets.Inheritable)
 	}
 	for c := 0; c <= lastCap; c++ {
 		amb, err := unix.PrctlRetInt(unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_IS_SET, uintptr(c), 0, 0)

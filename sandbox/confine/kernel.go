@@ -1,14 +1,11 @@
 package confine
 
 import (
-	"errors"
 	"fmt"
-	"os"
-	"strconv"
-	"strings"
 
-	llsys "github.com/landlock-lsm/go-landlock/landlock/syscall"
 	"golang.org/x/sys/unix"
+
+	"github.com/mcpjail/mcpjail/sandbox/features"
 )
 
 // kernelFacts is what the plan depends on, measured once by detectKernel.
@@ -20,25 +17,21 @@ type kernelFacts struct {
 	canSetIDs   bool // CAP_SETUID and CAP_SETGID are effective
 }
 
-// landlockErrataSignalScope is errata bit 2: the fix for signal scoping
-// across threads. go-landlock treats a kernel without it as ABI 5, and so
-// must we, or our ABI 6 config would be refused by go-landlock.
-const landlockErrataSignalScope = 0x2
-
+// detectKernel asks package features, where every kernel probe of mcpjail
+// lives, so that confinement and `mcpjail doctor` cannot disagree.
 func detectKernel() (kernelFacts, error) {
 	var k kernelFacts
-	abi, err := detectLandlockABI()
-	if err != nil {
+	var err error
+	if k.landlockABI, err = plannedLandlockABI(features.ProbeLandlock()); err != nil {
 		return k, err
 	}
-	k.landlockABI = abi
-	if k.seccomp, err = seccompAvailable(); err != nil {
+	if k.seccomp, err = features.SeccompAvailable(); err != nil {
 		return k, err
 	}
-	if k.lastCap, err = readLastCap(); err != nil {
+	if k.lastCap, err = features.LastCap(); err != nil {
 		return k, err
 	}
-	eff, err := effectiveCaps()
+	eff, err := features.EffectiveCaps()
 	if err != nil {
 		return k, err
 	}
@@ -47,50 +40,17 @@ func detectKernel() (kernelFacts, error) {
 	return k, nil
 }
 
-// detectLandlockABI asks the kernel with
-// landlock_create_ruleset(NULL, 0, LANDLOCK_CREATE_RULESET_VERSION).
-func detectLandlockABI() (int, error) {
-	v, err := llsys.LandlockGetABIVersion()
-	if errors.Is(err, unix.ENOSYS) || errors.Is(err, unix.EOPNOTSUPP) {
-		return 0, nil // not built in, or not enabled at boot
+// plannedLandlockABI is the ABI to plan for: the probe's usable ABI (lowered
+// to 5 without the signal scoping erratum fix, as go-landlock does, and
+// capped at what go-landlock knows), 0 when the kernel has no Landlock or
+// disabled it at boot. A failed query is an error, not "no Landlock".
+func plannedLandlockABI(info features.LandlockInfo) (int, error) {
+	switch info.Status {
+	case features.LandlockEnabled:
+		return info.UsableABI, nil
+	case features.LandlockAbsent, features.LandlockDisabled:
+		return 0, nil
+	default:
+		return 0, fmt.Errorf("landlock ABI version: %s", info.Error)
 	}
-	if err != nil {
-		return 0, fmt.Errorf("landlock ABI version: %w", err)
-	}
-	if v >= 6 {
-		errata, err := llsys.LandlockGetErrata()
-		if err != nil || errata&landlockErrataSignalScope == 0 {
-			v = 5
-		}
-	}
-	if v >= len(abiConfigs) {
-		v = len(abiConfigs) - 1 // newer than go-landlock knows: use what it knows
-	}
-	return v, nil
-}
-
-// seccompAvailable: PR_GET_SECCOMP fails with EINVAL when the kernel has no
-// seccomp at all.
-func seccompAvailable() (bool, error) {
-	_, err := unix.PrctlRetInt(unix.PR_GET_SECCOMP, 0, 0, 0, 0)
-	if errors.Is(err, unix.EINVAL) {
-		return false, nil
-	}
-	if err != nil {
-		return false, fmt.Errorf("prctl(PR_GET_SECCOMP): %w", err)
-	}
-	return true, nil
-}
-
-func readLastCap() (int, error) {
-	const path = "/proc/sys/kernel/cap_last_cap"
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return 0, fmt.Errorf("read %s: %w", path, err)
-	}
-	n, err := strconv.Atoi(strings.TrimSpace(string(b)))
-	if err != nil || n < 0 || n > 63 {
-		return 0, fmt.Errorf("read %s: unexpected content %q", path, b)
-	}
-	return n, nil
 }

@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/mcpjail/mcpjail/profiles"
+	"github.com/mcpjail/mcpjail/sandbox/features"
 )
 
 // missingPrerequisite skips, or fails under CI=true, where a missing
@@ -33,7 +34,7 @@ func requireRoot(t *testing.T) {
 
 func requireLandlock(t *testing.T, abi int) {
 	t.Helper()
-	got, err := detectLandlockABI()
+	got, err := plannedLandlockABI(features.ProbeLandlock())
 	if err != nil {
 		t.Fatal(err)
 	}

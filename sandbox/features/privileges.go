@@ -27,7 +27,7 @@ var capabilityNames = []struct {
 type Privileges struct {
 	EUID int  `json:"euid"`
 	Root bool `json:"root"`
-	// CapEff is the effective capability mask from /proc/self/status, in hex.
+	// CapEff is the calling thread's effective capability mask, in hex.
 	CapEff string `json:"cap_eff"`
 	// Capabilities maps each capability the layers use to whether it is
 	// effective.
@@ -73,12 +73,7 @@ func CapabilityNames() []string {
 func ProbePrivileges() Privileges {
 	p := Privileges{EUID: os.Geteuid()}
 	p.Root = p.EUID == 0
-	status, err := os.ReadFile("/proc/self/status")
-	if err != nil {
-		p.Error = fmt.Sprintf("read /proc/self/status: %v", err)
-		return p
-	}
-	mask, err := ParseCapEff(string(status))
+	mask, err := EffectiveCaps()
 	if err != nil {
 		p.Error = err.Error()
 		return p
@@ -86,4 +81,60 @@ func ProbePrivileges() Privileges {
 	p.CapEff = fmt.Sprintf("%016x", mask)
 	p.Capabilities = CapabilitiesFromMask(mask)
 	return p
+}
+
+// CapabilitySets are a thread's capability sets as 64-bit masks, bit n
+// standing for capability n.
+type CapabilitySets struct {
+	Permitted, Effective, Inheritable uint64
+}
+
+// ThreadCapabilities reads the calling thread's capability sets with
+// capget(2). Capabilities are per thread; Go keeps them equal on all threads
+// only when every change goes through all of them (see confine).
+func ThreadCapabilities() (CapabilitySets, error) {
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var data [2]unix.CapUserData // version 3: low and high 32 bits
+	if err := unix.Capget(&hdr, &data[0]); err != nil {
+		return CapabilitySets{}, fmt.Errorf("capget: %w", err)
+	}
+	join := func(lo, hi uint32) uint64 { return uint64(hi)<<32 | uint64(lo) }
+	return CapabilitySets{
+		Permitted:   join(data[0].Permitted, data[1].Permitted),
+		Effective:   join(data[0].Effective, data[1].Effective),
+		Inheritable: join(data[0].Inheritable, data[1].Inheritable),
+	}, nil
+}
+
+// EffectiveCaps returns the calling thread's effective capability mask.
+func EffectiveCaps() (uint64, error) {
+	sets, err := ThreadCapabilities()
+	return sets.Effective, err
+}
+
+// capLastCapPath holds the highest capability number the kernel knows.
+const capLastCapPath = "/proc/sys/kernel/cap_last_cap"
+
+// LastCap returns the highest capability number this kernel knows: loops
+// over "every capability" (bounding set, ambient set) must reach it, and
+// no further.
+func LastCap() (int, error) {
+	b, err := os.ReadFile(capLastCapPath)
+	if err != nil {
+		return 0, fmt.Errorf("read %s: %w", capLastCapPath, err)
+	}
+	n, err := parseLastCap(b)
+	if err != nil {
+		return 0, fmt.Errorf("read %s: %w", capLastCapPath, err)
+	}
+	return n, nil
+}
+
+// parseLastCap accepts 0 to 63: capability masks are 64 bits wide.
+func parseLastCap(b []byte) (int, error) {
+	n, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || n < 0 || n > 63 {
+		return 0, fmt.Errorf("unexpected content %q", b)
+	}
+	return n, nil
 }
