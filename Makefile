@@ -49,6 +49,7 @@ demo: build servers
 	$(GO) run ./tests/demo
 
 bench: build servers
+	@./tests/deps.sh bench
 	$(GO) run ./tests/bench
 
 clean:
