@@ -72,7 +72,7 @@ func Run(ctx context.Context, opts Options) (int, error) {
 }
 
 // prepare loads and checks everything; on error nothing is left behind.
-func prepare(opts Options) (p *prepared, err error) {
+func prepare(opts Options) (_ *prepared, err error) {
 	name := opts.Profile
 	if name == "" {
 		name = "default"
@@ -93,7 +93,7 @@ func prepare(opts Options) (p *prepared, err error) {
 	if err != nil {
 		return nil, &Error{Code: ExitRefused, Err: err}
 	}
-	p = &prepared{opts: opts, id: id, instance: newInstanceID()}
+	p := &prepared{opts: opts, id: id, instance: newInstanceID()}
 	serverName := opts.Name
 	if serverName == "" {
 		serverName = prof.Name()
