@@ -1,0 +1,141 @@
+package tests
+
+import (
+	"encoding/json"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mcpjail/mcpjail/sandbox/audit"
+)
+
+// nobodyProfile is what the fail-closed runs use: it asks for limits, which
+// only cgroups can give, and allows reading one directory.
+const nobodyProfile = `
+filesystem:
+  read: ["${WORKDIR}"]
+  exec: ["${HOSTILE}"]
+limits: {memory: 256Mi, pids: 64}
+`
+
+// failClosedSetup prepares, as root, a workdir and a profile that uid 65534
+// can read, and a file it may read under the profile.
+func failClosedSetup(t *testing.T) (workdir, profile, allowed string) {
+	t.Helper()
+	requireRoot(t)
+	requireTool(t, setprivPath, "util-linux")
+	workdir = nobodyDir(t)
+	allowed = writeFile(t, workdir, "allowed.txt", "allowed\n", 0o644)
+	profile = writeProfile(t, workdir, "e2e-nobody", strings.ReplaceAll(nobodyProfile, "${HOSTILE}", suite.hostile))
+	return workdir, profile, allowed
+}
+
+// TestUnprivilegedRunFailsClosed runs mcpjail as uid 65534 with no daemon:
+// it cannot create cgroups, so it must refuse and say why.
+func TestUnprivilegedRunFailsClosed(t *testing.T) {
+	workdir, profile, allowed := failClosedSetup(t)
+	spec := jailSpec{profile: profile, workdir: workdir, asNobody: true, env: defaultClientEnv()}
+	out := spec.run(t, nil, suite.hostile, "attempt", "read_file", allowed)
+	if out.code != 125 {
+		t.Fatalf("exit status %d, want 125 (refused)\nstdout %q\nstderr:\n%s", out.code, out.stdout, out.stderr)
+	}
+	if out.stdout != "" {
+		t.Errorf("the server ran although mcpjail refused: stdout %q", out.stdout)
+	}
+	if !strings.Contains(strings.ToLower(out.stderr), "cgroup") {
+		t.Errorf("stderr does not name the missing cgroups layer:\n%s", out.stderr)
+	}
+	refusals := eventsOf(out.events, audit.KindRefuse)
+	if len(refusals) != 1 || !strings.Contains(strings.ToLower(refusals[0].Reason), "cgroup") {
+		t.Errorf("want one refuse event naming cgroups, got:\n%s", formatEvents(out.events))
+	}
+	if starts := eventsOf(out.events, audit.KindStart); len(starts) != 0 {
+		t.Errorf("a refused run logged a start:\n%s", formatEvents(out.events))
+	}
+}
+
+// TestUnprivilegedRunDegradedKeepsLandlock runs the same with
+// --allow-degraded: the server runs under Landlock alone, which still
+// denies what the profile does not allow, and mcpjail warns once per
+// missing layer.
+func TestUnprivilegedRunDegradedKeepsLandlock(t *testing.T) {
+	workdir, profile, allowed := failClosedSetup(t)
+	spec := jailSpec{profile: profile, workdir: workdir, asNobody: true, allowDegraded: true, env: defaultClientEnv()}
+
+	denied := spec.run(t, nil, suite.hostile, "attempt", "read_file", "/etc/passwd")
+	if denied.code != 0 {
+		t.Fatalf("exit status %d, want 0\nstderr:\n%s", denied.code, denied.stderr)
+	}
+	if r := decodeAttempt(t, denied.stdout); r.OK || r.Errno != "EACCES" {
+		t.Errorf("read of /etc/passwd outside the profile: ok=%v errno=%q, want EACCES from Landlock", r.OK, r.Errno)
+	}
+	ok := spec.run(t, nil, suite.hostile, "attempt", "read_file", allowed)
+	if r := decodeAttempt(t, ok.stdout); ok.code != 0 || !r.OK {
+		t.Errorf("read of %s inside the profile: exit %d, ok=%v errno=%q\nstderr:\n%s", filepath.Base(allowed), ok.code, r.OK, r.Errno, ok.stderr)
+	}
+
+	// Without a PID namespace the server can name processes outside the
+	// jail; one of its own uid is fair game for kill(2) unless Landlock's
+	// signal scope stops it.
+	victim := exec.Command(setprivPath, "--reuid=65534", "--regid=65534", "--clear-groups", "sleep", "300")
+	if err := victim.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { victim.Wait(); close(exited) }()
+	t.Cleanup(func() { victim.Process.Kill(); <-exited })
+	sig := spec.run(t, nil, suite.hostile, "attempt", "kill", strconv.Itoa(victim.Process.Pid), "15")
+	if r := decodeAttempt(t, sig.stdout); r.OK || r.Errno != "EPERM" {
+		t.Errorf("kill of a same-uid process outside the jail: ok=%v errno=%q (%s), want EPERM from Landlock's signal scope", r.OK, r.Errno, r.Detail)
+	}
+	select {
+	case <-exited:
+		t.Errorf("the process outside the jail died: %v", victim.ProcessState)
+	case <-time.After(200 * time.Millisecond):
+	}
+
+	degraded := eventsOf(denied.events, audit.KindDegraded)
+	if len(degraded) == 0 {
+		t.Fatalf("no degraded event in the audit log:\n%s", formatEvents(denied.events))
+	}
+	seen := map[string]bool{}
+	namesCgroups := false
+	for _, e := range degraded {
+		key := string(e.Layer) + "|" + e.Target + "|" + e.Reason
+		if seen[key] {
+			t.Errorf("missing layer reported twice: %s", key)
+		}
+		seen[key] = true
+		namesCgroups = namesCgroups || strings.Contains(strings.ToLower(e.Reason+e.Target+string(e.Layer)), "cgroup")
+	}
+	if !namesCgroups {
+		t.Errorf("no degraded event names cgroups:\n%s", formatEvents(degraded))
+	}
+	// Each warning once on stderr too.
+	lines := map[string]int{}
+	for _, line := range strings.Split(denied.stderr, "\n") {
+		if strings.Contains(line, string(audit.KindDegraded)) {
+			lines[line]++
+		}
+	}
+	if len(lines) != len(degraded) {
+		t.Errorf("%d distinct degraded warnings on stderr, %d degraded events:\n%s", len(lines), len(degraded), denied.stderr)
+	}
+	for line, n := range lines {
+		if n > 1 {
+			t.Errorf("warning printed %d times: %s", n, line)
+		}
+	}
+}
+
+func decodeAttempt(t *testing.T, stdout string) hostileResult {
+	t.Helper()
+	var r hostileResult
+	if err := json.Unmarshal([]byte(stdout), &r); err != nil {
+		t.Fatalf("decode fixture output %q: %v", stdout, err)
+	}
+	return r
+}

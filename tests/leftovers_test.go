@@ -1,0 +1,138 @@
+package tests
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/mcpjail/mcpjail/tests/internal/e2e"
+)
+
+// cleanupDeadline bounds asynchronous cleanup after mcpjail is SIGKILLed
+// (the PID namespace's init and the cgroup guard act after it is gone).
+const cleanupDeadline = 15 * time.Second
+
+// orphanRun is a jailed fixture that left a setsid'd child behind it: the
+// server, its orphaned child, and the jail's cgroup directories.
+type orphanRun struct {
+	cmd      *os.Process
+	wait     func() (int, error)
+	stdin    io.WriteCloser
+	marker   string
+	server   int // the fixture's host pid
+	cgroups  []string
+	auditLog string
+}
+
+func startOrphan(t *testing.T) *orphanRun {
+	t.Helper()
+	name := "e2e-leftovers"
+	profile := hostileProfileFile(t, name, hostileExecProfile+"limits: {pids: 64}\n")
+	marker := newMarker(t)
+	cmd, auditLog := jailSpec{profile: profile, name: name}.command(t, withTimeout(t, 2*time.Minute), suite.hostile, "-marker", marker, "orphan")
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr syncBuffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	run := &orphanRun{cmd: cmd.Process, stdin: stdin, marker: marker, auditLog: auditLog}
+	// Wait closes stdout unread: what the server prints after "ready" does
+	// not matter, and a survivor holding the pipe must not hang the test.
+	run.wait = func() (int, error) { return e2e.ExitCode(cmd.Wait()) }
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		for _, p := range procsWithArg(marker) {
+			syscall.Kill(p.pid, syscall.SIGKILL)
+		}
+	})
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil || !strings.HasPrefix(line, "ready ") {
+		t.Fatalf("fixture did not start: %q, %v\nstderr:\n%s", line, err, stderr.String())
+	}
+	procs := waitForProcs(t, marker, suite.hostile, 2)
+	var child int
+	for _, p := range procs {
+		switch p.cmdline[len(p.cmdline)-1] {
+		case "orphan":
+			run.server = p.pid
+		case "idle":
+			child = p.pid
+		}
+	}
+	if run.server == 0 || child == 0 {
+		t.Fatalf("want the orphan-mode server and its idle child, found %v", procStrings(procs))
+	}
+	run.cgroups = jailCgroupDirs(t, run.server, name)
+	if childCgroups := jailCgroupDirs(t, child, name); fmt.Sprint(childCgroups) != fmt.Sprint(run.cgroups) {
+		t.Fatalf("the orphaned child is in other cgroups (%v) than the server (%v)", childCgroups, run.cgroups)
+	}
+	return run
+}
+
+// assertNothingLeft fails unless every process carrying the run's marker,
+// every cgroup directory and the private TMPDIR of the run are gone within
+// deadline (0: right now).
+func (r *orphanRun) assertNothingLeft(t *testing.T, deadline time.Duration) {
+	t.Helper()
+	if left := eventually(deadline, func() []string { return procStrings(procsWithArg(r.marker)) }); len(left) > 0 {
+		t.Errorf("processes of the run survived mcpjail: %v", left)
+	}
+	if left := eventually(deadline, func() []string { return existing(r.cgroups) }); len(left) > 0 {
+		t.Errorf("cgroups of the run were not removed: %v", left)
+	}
+	events := readEvents(t, r.auditLog)
+	if len(events) == 0 {
+		t.Errorf("no events in the audit log")
+	}
+	if left := eventually(deadline, func() []string { return tmpLeftovers(events) }); len(left) > 0 {
+		t.Errorf("the run's private TMPDIR was not removed: %v", left)
+	}
+}
+
+func TestNoLeftoversAfterServerExits(t *testing.T) {
+	requireRoot(t)
+	r := startOrphan(t)
+	r.stdin.Close() // the server exits 0; its orphan is still running
+	code, err := r.wait()
+	if err != nil || code != 0 {
+		t.Errorf("exit status %d (%v), want the server's 0", code, err)
+	}
+	r.assertNothingLeft(t, 0)
+}
+
+func TestNoLeftoversAfterServerIsKilled(t *testing.T) {
+	requireRoot(t)
+	r := startOrphan(t)
+	if err := syscall.Kill(r.server, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	code, err := r.wait()
+	if err != nil || code != 137 {
+		t.Errorf("exit status %d (%v), want 137 (server SIGKILLed)", code, err)
+	}
+	r.assertNothingLeft(t, 0)
+}
+
+func TestNoLeftoversAfterMcpjailIsKilled(t *testing.T) {
+	requireRoot(t)
+	r := startOrphan(t)
+	// What a crashing MCP client's process group kill does to mcpjail.
+	if err := r.cmd.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	r.wait()
+	r.assertNothingLeft(t, cleanupDeadline)
+}
