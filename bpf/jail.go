@@ -1,0 +1,219 @@
+package bpf
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"golang.org/x/sys/unix"
+
+	"github.com/mcpjail/mcpjail/profiles"
+)
+
+// Jail is one registered cgroup: its map entries and its links.
+type Jail struct {
+	loader   *Loader
+	cgroupID uint64
+	policyID uint32
+	rules    *rules
+	links    []link.Link
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// CgroupID is the v2 cgroup id the jail was registered with.
+func (j *Jail) CgroupID() uint64 { return j.cgroupID }
+
+// Register enforces p's network rules on every task in the v2 cgroup at
+// cgroupPath, whose id must be cgroupID. Enforcement is live when it returns.
+// On error nothing of the jail remains in the kernel.
+//
+// The programs are attached to the jail's own cgroup, not to a shared parent:
+// they then never run for any other process on the host (zero cost outside
+// jails), and detaching is closing this jail's links. Because a program only
+// runs inside a registered jail, a task whose cgroup has no entry (a cgroup
+// created below the jail) is denied rather than let through.
+func (l *Loader) Register(cgroupID uint64, cgroupPath string, p *profiles.Policy) (_ *Jail, err error) {
+	if p == nil {
+		return nil, errors.New("register jail: no policy")
+	}
+	if err := checkCgroup(cgroupID, cgroupPath); err != nil {
+		return nil, fmt.Errorf("register jail %s: %w", cgroupPath, err)
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return nil, errors.New("register jail: eBPF loader is closed")
+	}
+	if _, dup := l.jails[cgroupID]; dup {
+		return nil, fmt.Errorf("register jail %s: cgroup id %d is already registered", cgroupPath, cgroupID)
+	}
+	policyID, err := l.allocPolicy()
+	if err != nil {
+		return nil, fmt.Errorf("register jail %s: %w", cgroupPath, err)
+	}
+	r, err := compileRules(policyID, p.Network)
+	if err != nil {
+		return nil, fmt.Errorf("register jail %s: %w", cgroupPath, err)
+	}
+	j := &Jail{loader: l, cgroupID: cgroupID, policyID: policyID, rules: r}
+	defer func() {
+		if err != nil {
+			if rerr := j.release(); rerr != nil {
+				// The map is ours: a failed delete here means a kernel error, not a policy one.
+				l.logger.Error("roll back refused jail registration", "err", rerr)
+				err = errors.Join(err, rerr)
+			}
+		}
+	}()
+	if err := j.insert(p.OnViolation); err != nil {
+		return nil, fmt.Errorf("register jail %s: %w", cgroupPath, err)
+	}
+	if err := j.attach(cgroupPath); err != nil {
+		return nil, fmt.Errorf("register jail %s: %w", cgroupPath, err)
+	}
+	l.policies[policyID] = true
+	l.jails[cgroupID] = j
+	return j, nil
+}
+
+// checkCgroup makes sure the path is a cgroup v2 directory with that id, so
+// that a mismatch cannot leave a jail attached elsewhere than its policy.
+func checkCgroup(id uint64, path string) error {
+	if id == 0 || path == "" {
+		return errors.New("need a cgroup v2 id and directory")
+	}
+	var st unix.Statfs_t
+	if err := unix.Statfs(path, &st); err != nil {
+		return fmt.Errorf("statfs: %w", err)
+	}
+	if st.Type != unix.CGROUP2_SUPER_MAGIC {
+		return errors.New("not on a cgroup v2 filesystem")
+	}
+	var s unix.Stat_t
+	if err := unix.Stat(path, &s); err != nil {
+		return fmt.Errorf("stat: %w", err)
+	}
+	if s.Ino != id {
+		return fmt.Errorf("cgroup id is %d, not %d", s.Ino, id)
+	}
+	return nil
+}
+
+// allocPolicy returns an unused policy id (never 0). Called with l.mu held.
+func (l *Loader) allocPolicy() (uint32, error) {
+	if len(l.policies) >= MaxJails {
+		return 0, fmt.Errorf("%d jails are registered, the most this loader holds", MaxJails)
+	}
+	for {
+		id := l.nextPolicy
+		l.nextPolicy++
+		if l.nextPolicy == 0 {
+			l.nextPolicy = 1
+		}
+		if !l.policies[id] {
+			return id, nil
+		}
+	}
+}
+
+// insert writes the rules, then the jails entry that makes them reachable.
+func (j *Jail) insert(ov profiles.OnViolation) error {
+	m := &j.loader.objs.netMaps
+	for _, e := range j.rules.egress4 {
+		if err := m.McpjailEgress4.Update(&e.key, &e.value, ebpf.UpdateNoExist); err != nil {
+			return fmt.Errorf("add IPv4 egress rule: %w", err)
+		}
+	}
+	for _, e := range j.rules.egress6 {
+		if err := m.McpjailEgress6.Update(&e.key, &e.value, ebpf.UpdateNoExist); err != nil {
+			return fmt.Errorf("add IPv6 egress rule: %w", err)
+		}
+	}
+	for _, k := range j.rules.unix {
+		if err := m.McpjailUnix.Update(&k, uint8(1), ebpf.UpdateNoExist); err != nil {
+			return fmt.Errorf("add UNIX socket rule: %w", err)
+		}
+	}
+	v := netJail{Policy: j.policyID}
+	if ov.Network == profiles.ActionKill {
+		v.Flags |= jailKillOnNetwork
+	}
+	if err := m.McpjailJails.Update(j.cgroupID, &v, ebpf.UpdateNoExist); err != nil {
+		return fmt.Errorf("add jail entry: %w", err)
+	}
+	return nil
+}
+
+// attach links every program to the jail's cgroup.
+func (j *Jail) attach(cgroupPath string) error {
+	p := &j.loader.objs.netPrograms
+	for _, a := range []struct {
+		prog *ebpf.Program
+		at   ebpf.AttachType
+	}{
+		{p.McpjailConn4, ebpf.AttachCGroupInet4Connect},
+		{p.McpjailConn6, ebpf.AttachCGroupInet6Connect},
+		{p.McpjailSend4, ebpf.AttachCGroupUDP4Sendmsg},
+		{p.McpjailSend6, ebpf.AttachCGroupUDP6Sendmsg},
+		{p.McpjailConnun, ebpf.AttachCgroupUnixConnect},
+		{p.McpjailSendun, ebpf.AttachCgroupUnixSendmsg},
+		{p.McpjailSock, ebpf.AttachCGroupInetSockCreate},
+	} {
+		lk, err := link.AttachCgroup(link.CgroupOptions{Path: cgroupPath, Attach: a.at, Program: a.prog})
+		if err != nil {
+			return fmt.Errorf("attach %s: %w", a.at, err)
+		}
+		j.links = append(j.links, lk)
+	}
+	return nil
+}
+
+// Close detaches the jail's programs and removes its map entries. Detaching
+// comes first so that no program runs for the jail without its entries.
+func (j *Jail) Close() error {
+	j.closeOnce.Do(func() {
+		l := j.loader
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		j.closeErr = j.release()
+		delete(l.jails, j.cgroupID)
+		delete(l.policies, j.policyID)
+	})
+	return j.closeErr
+}
+
+// release closes links and deletes every entry of the jail; entries that
+// were never written are not an error.
+func (j *Jail) release() error {
+	var errs []error
+	for _, lk := range j.links {
+		if err := lk.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("detach jail program: %w", err))
+		}
+	}
+	j.links = nil
+	m := &j.loader.objs.netMaps
+	del := func(what string, mp *ebpf.Map, key any) {
+		if err := mp.Delete(key); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			errs = append(errs, fmt.Errorf("remove %s: %w", what, err))
+		}
+	}
+	del("jail entry", m.McpjailJails, j.cgroupID)
+	for _, e := range j.rules.egress4 {
+		del("IPv4 egress rule", m.McpjailEgress4, &e.key)
+	}
+	for _, e := range j.rules.egress6 {
+		del("IPv6 egress rule", m.McpjailEgress6, &e.key)
+	}
+	for _, k := range j.rules.unix {
+		del("UNIX socket rule", m.McpjailUnix, &k)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("unregister jail (cgroup id %d): %w", j.cgroupID, err)
+	}
+	return nil
+}

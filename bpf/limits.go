@@ -1,0 +1,45 @@
+package bpf
+
+// Limits of the kernel side; they must agree with bpf/common.h.
+const (
+	// MaxPortRanges is how many port ranges one egress prefix may carry after
+	// the rules that cover it are merged. The kernel walks them in a bounded
+	// loop; a policy needing more is refused at registration, never truncated.
+	MaxPortRanges = 16
+	// MaxJails is the capacity of the jails map.
+	MaxJails = 1024
+	// unixPathMax is sizeof(sun_path).
+	unixPathMax = 108
+)
+
+// Bits of portRange.Protocols.
+const (
+	protoTCPBit = 1 << 0
+	protoUDPBit = 1 << 1
+)
+
+// Values of eventHeader.Kind, Verdict and Reason (enum event_* in common.h).
+const (
+	eventConnect     = 1
+	eventSendmsg     = 2
+	eventUnixConnect = 3
+	eventUnixSendmsg = 4
+	eventSocket      = 5
+
+	verdictAllow = 1
+	verdictDeny  = 2
+
+	reasonNone         = 0
+	reasonNoJail       = 1
+	reasonNoPrefix     = 2
+	reasonPort         = 3
+	reasonProtocol     = 4
+	reasonUnixPath     = 5
+	reasonUnixAbstract = 6
+	reasonUnixUnnamed  = 7
+	reasonSocket       = 8
+)
+
+// jailKillOnNetwork is jail.flags bit 0: the profile's network action is
+// kill. Phase 1 records it; the kill itself comes with a later phase.
+const jailKillOnNetwork = 1 << 0

@@ -1,0 +1,174 @@
+package bpf
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"net/netip"
+	"strconv"
+	"time"
+
+	"github.com/mcpjail/mcpjail/sandbox/audit"
+)
+
+// Event is one decoded kernel record.
+type Event struct {
+	// CgroupID is the v2 cgroup id of the task (the jail's, as registered).
+	CgroupID uint64
+	PID      int // thread-group id (the process)
+	TID      int
+	Comm     string
+	Kind     audit.Kind
+	// Target is what was tried: "10.0.0.1:443/tcp", "[::1]:80/tcp",
+	// "/var/run/docker.sock", "socket AF_PACKET/SOCK_RAW".
+	Target  string
+	Verdict audit.Verdict
+	Reason  string
+	// SinceBoot is the kernel's CLOCK_BOOTTIME when the record was made.
+	SinceBoot time.Duration
+}
+
+// Audit turns the event into an audit record; the caller sets Server,
+// Action (and Reason, when it adds to it).
+func (e Event) Audit(now time.Time) audit.Event {
+	return audit.Event{Time: now, PID: e.PID, Comm: e.Comm, Kind: e.Kind, Target: e.Target,
+		Verdict: e.Verdict, Layer: audit.LayerBPF, Action: audit.ActionNone, Reason: e.Reason}
+}
+
+// Record layout (struct event_header and struct net_event in common.h;
+// native byte order, which is little-endian on every bpfel target).
+const (
+	headerSize   = 48
+	netEventSize = headerSize + 8 + 16 + 2 + unixPathMax + 2
+)
+
+var native = binary.LittleEndian
+
+// decodeRecord decodes one ring-buffer record. Records come from our own
+// programs, but the decoder still treats them as untrusted bytes.
+func decodeRecord(b []byte) (Event, error) {
+	if len(b) < headerSize {
+		return Event{}, fmt.Errorf("decode event: %d bytes, shorter than the %d-byte header", len(b), headerSize)
+	}
+	e := Event{
+		CgroupID:  native.Uint64(b[0:]),
+		SinceBoot: time.Duration(native.Uint64(b[8:])),
+		PID:       int(native.Uint32(b[16:])),
+		TID:       int(native.Uint32(b[20:])),
+		Comm:      cString(b[24:40]),
+	}
+	kind, verdict, reason := native.Uint16(b[40:]), b[42], b[43]
+	switch verdict {
+	case verdictAllow:
+		e.Verdict = audit.VerdictAllow
+	case verdictDeny:
+		e.Verdict = audit.VerdictDeny
+	default:
+		return Event{}, fmt.Errorf("decode event: unknown verdict %d", verdict)
+	}
+	switch kind {
+	case eventConnect, eventSendmsg, eventUnixConnect, eventUnixSendmsg, eventSocket:
+		if len(b) < netEventSize {
+			return Event{}, fmt.Errorf("decode event: kind %d record of %d bytes, want %d", kind, len(b), netEventSize)
+		}
+		decodeNet(&e, kind, b[headerSize:])
+	default:
+		return Event{}, fmt.Errorf("decode event: unknown kind %d", kind)
+	}
+	e.Reason = reasonText(reason)
+	return e, nil
+}
+
+// decodeNet fills kind and target from a net_event body.
+func decodeNet(e *Event, kind uint16, b []byte) {
+	family := native.Uint16(b[0:])
+	port := native.Uint16(b[2:])
+	sockType := native.Uint16(b[4:])
+	protocol := native.Uint16(b[6:])
+	addr := b[8:24]
+	pathLen := min(int(native.Uint16(b[24:])), unixPathMax)
+	path := b[26 : 26+unixPathMax]
+
+	switch kind {
+	case eventConnect:
+		e.Kind = audit.KindConnect
+	case eventSendmsg, eventUnixSendmsg:
+		e.Kind = audit.KindSendmsg
+	case eventUnixConnect:
+		e.Kind = audit.KindUnixConnect
+	case eventSocket:
+		e.Kind = audit.KindSocket
+		e.Target = socketTarget(family, sockType, protocol)
+		return
+	}
+	switch family {
+	case afInet:
+		e.Target = netip.AddrPortFrom(netip.AddrFrom4([4]byte(addr[:4])), port).String() + "/" + ipProtoName(protocol)
+	case afInet6:
+		e.Target = netip.AddrPortFrom(netip.AddrFrom16([16]byte(addr)), port).String() + "/" + ipProtoName(protocol)
+	case afUnix:
+		e.Target = unixTarget(path[:pathLen])
+	default:
+		e.Target = "family " + familyName(family)
+	}
+}
+
+// unixTarget renders a sun_path: a pathname up to its first NUL, an abstract
+// name as "@name" with non-printable bytes escaped, an empty one as "(unnamed)".
+func unixTarget(p []byte) string {
+	switch {
+	case len(p) == 0:
+		return "(unnamed)"
+	case p[0] == 0:
+		q := strconv.QuoteToASCII(string(p[1:]))
+		return "@" + q[1:len(q)-1]
+	}
+	if i := bytes.IndexByte(p, 0); i >= 0 {
+		p = p[:i]
+	}
+	return string(p)
+}
+
+func socketTarget(family, sockType, protocol uint16) string {
+	s := "socket " + familyName(family) + "/" + sockTypeName(sockType)
+	switch family {
+	case afInet, afInet6:
+		if protocol != 0 {
+			s += "/" + ipProtoConst(protocol)
+		}
+	case afNetlink:
+		s += "/" + netlinkName(protocol)
+	}
+	return s
+}
+
+func cString(b []byte) string {
+	if i := bytes.IndexByte(b, 0); i >= 0 {
+		b = b[:i]
+	}
+	return string(b)
+}
+
+func reasonText(r uint8) string {
+	switch r {
+	case reasonNone:
+		return ""
+	case reasonNoJail:
+		return "no jail policy for this cgroup (fail closed)"
+	case reasonNoPrefix:
+		return "no network.egress rule covers the address"
+	case reasonPort:
+		return "network.egress allows the address but not this port and protocol"
+	case reasonProtocol:
+		return "only TCP and UDP are allowed"
+	case reasonUnixPath:
+		return "path not in network.unix"
+	case reasonUnixAbstract:
+		return "abstract UNIX sockets are not allowed"
+	case reasonUnixUnnamed:
+		return "UNIX address without a path"
+	case reasonSocket:
+		return "socket kind not allowed (IPv4/IPv6 sockets must be TCP or UDP)"
+	}
+	return "reason " + strconv.Itoa(int(r))
+}
