@@ -29,6 +29,8 @@ type Loader struct {
 	events chan Event
 	stop   chan struct{}
 	done   chan struct{} // closed when the reading goroutine has returned
+	// flushed is signalled when the reader has passed a Sync flush point.
+	flushed chan struct{}
 
 	mu         sync.Mutex
 	closed     bool
@@ -63,6 +65,7 @@ func Load(ctx context.Context, logger *slog.Logger) (*Loader, error) {
 		events:     make(chan Event, eventQueue),
 		stop:       make(chan struct{}),
 		done:       make(chan struct{}),
+		flushed:    make(chan struct{}, 1),
 		jails:      map[uint64]*Jail{},
 		policies:   map[uint32]bool{},
 		nextPolicy: 1,
@@ -143,6 +146,14 @@ func (l *Loader) readEvents() {
 		rec, err := l.reader.Read()
 		if errors.Is(err, ringbuf.ErrClosed) {
 			return
+		}
+		if errors.Is(err, ringbuf.ErrFlushed) {
+			// Everything pending when Sync flushed has been queued on Events.
+			select {
+			case l.flushed <- struct{}{}:
+			default:
+			}
+			continue
 		}
 		if err != nil {
 			// Not expected from an epoll-backed reader; stopping closes

@@ -10,8 +10,10 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/mcpjail/mcpjail/bpf"
 	"github.com/mcpjail/mcpjail/profiles"
 	"github.com/mcpjail/mcpjail/sandbox/audit"
+	"github.com/mcpjail/mcpjail/sandbox/cgroup"
 	"github.com/mcpjail/mcpjail/sandbox/confine"
 )
 
@@ -41,6 +43,7 @@ type prepared struct {
 	plan     *confine.Plan
 	missing  []string // layers this kernel or privilege level lacks
 	events   *audit.Log
+	network  *bpf.Loader // the eBPF layer; nil when missing
 }
 
 // Run runs one server in a jail and returns its exit code (the server's own,
@@ -58,6 +61,9 @@ func Run(ctx context.Context, opts Options) (int, error) {
 	}
 	defer p.events.Close()
 	defer os.RemoveAll(p.tmpDir)
+	if p.network != nil {
+		defer p.network.Close()
+	}
 	if len(p.missing) > 0 {
 		if !opts.AllowDegraded {
 			reason := "missing layers: " + strings.Join(p.missing, "; ")
@@ -103,6 +109,9 @@ func prepare(opts Options) (_ *prepared, err error) {
 	}
 	defer func() {
 		if err != nil {
+			if p.network != nil {
+				p.network.Close()
+			}
 			p.events.Close()
 			if p.tmpDir != "" {
 				os.RemoveAll(p.tmpDir)
@@ -132,10 +141,27 @@ func prepare(opts Options) (_ *prepared, err error) {
 	p.missing = append(p.missing, p.plan.Missing()...)
 	if os.Geteuid() != 0 {
 		p.missing = append(p.missing, "cgroups (not root and no mcpjail daemon: no limits and no cgroup identity)",
-			"pid namespace (not root: the server is not confined to its own PID namespace)")
+			"pid namespace (not root: the server is not confined to its own PID namespace)",
+			"eBPF network layer (not root and no mcpjail daemon: addresses, UDP and UNIX sockets are not filtered)")
+	} else if m := p.loadNetworkLayer(); m != "" {
+		p.missing = append(p.missing, m)
 	}
 	p.opts.Workdir = workdir
 	return p, nil
+}
+
+// loadNetworkLayer loads the eBPF programs that filter the jail's network
+// access; it returns what is missing when they cannot be used here.
+func (p *prepared) loadNetworkLayer() string {
+	if cgroup.DetectMode() == cgroup.ModeV1 || cgroup.DetectMode() == cgroup.ModeNone {
+		return "eBPF network layer (no cgroup v2 hierarchy to attach its programs to)"
+	}
+	l, err := bpf.Load(context.Background(), p.opts.Logger)
+	if err != nil {
+		return fmt.Sprintf("eBPF network layer (%v)", err)
+	}
+	p.network = l
+	return ""
 }
 
 // refuse records a refusal as an event and turns it into exit code 125.

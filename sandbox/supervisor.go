@@ -11,12 +11,16 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/mcpjail/mcpjail/bpf"
 	"github.com/mcpjail/mcpjail/sandbox/audit"
 	"github.com/mcpjail/mcpjail/sandbox/cgroup"
 )
 
 // cleanupTimeout bounds the wait for a killed jail to empty.
 const cleanupTimeout = 20 * time.Second
+
+// eventSyncTimeout bounds the wait for the jail's last kernel events.
+const eventSyncTimeout = 2 * time.Second
 
 // launch creates the jail, starts the init step inside it, relays signals
 // until the server exits, and removes the jail. Everything it creates is
@@ -32,15 +36,18 @@ func (p *prepared) launch(ctx context.Context) (int, error) {
 	if err := g.announce(guardMsg{TmpDir: p.tmpDir}); err != nil {
 		return 0, p.refuse(err)
 	}
-	var grp *cgroup.Group
+	var j jailResources
+	// One teardown for every path, in the order that keeps enforcement on
+	// until nothing of the jail runs: processes killed and cgroup removed,
+	// then the eBPF programs detached, then the last events read.
+	defer j.teardown(p)
 	if root {
 		var missing []string
-		grp, missing, err = cgroup.Create(safeName(p.events.Server().Name)+"-"+p.instance, p.policy.Limits)
+		j.grp, missing, err = cgroup.Create(safeName(p.events.Server().Name)+"-"+p.instance, p.policy.Limits)
 		if err != nil {
 			return 0, p.refuse(fmt.Errorf("create cgroup: %w", err))
 		}
-		defer p.removeGroup(grp)
-		spec := grp.Spec()
+		spec := j.grp.Spec()
 		if err := g.announce(guardMsg{Cgroup: &spec}); err != nil {
 			return 0, p.refuse(err)
 		}
@@ -52,13 +59,21 @@ func (p *prepared) launch(ctx context.Context) (int, error) {
 				p.events.Emit(audit.Event{Kind: audit.KindDegraded, Verdict: audit.VerdictAudit, Layer: audit.LayerCgroup, Reason: "running without " + m})
 			}
 		}
+		if p.network != nil {
+			// Enforcement is live before the init step exists.
+			if j.net, err = p.network.Register(j.grp.ID(), j.grp.V2Path(), p.policy); err != nil {
+				return 0, p.refuse(fmt.Errorf("register the jail with the eBPF layer: %w", err))
+			}
+			j.stopEvents = p.forwardNetworkEvents(j.grp)
+		}
 	}
-	code, err := p.runInit(ctx, grp, root)
+	code, err := p.runInit(ctx, j.grp, root)
 	if err != nil {
 		return 0, err
 	}
-	if grp != nil {
-		if n, err := grp.OOMKills(); err == nil && n > 0 {
+	j.teardown(p)
+	if j.grp != nil {
+		if n, err := j.grp.OOMKills(); err == nil && n > 0 {
 			p.events.Emit(audit.Event{Kind: audit.KindLimit, Target: "memory", Verdict: audit.VerdictDeny, Layer: audit.LayerCgroup, Action: audit.ActionKill,
 				Reason: fmt.Sprintf("memory limit of %d bytes reached: %d process(es) OOM-killed", p.policy.Limits.MemoryBytes, n)})
 		}
@@ -66,6 +81,42 @@ func (p *prepared) launch(ctx context.Context) (int, error) {
 	exit := code
 	p.events.Emit(audit.Event{Kind: audit.KindExit, Verdict: audit.VerdictAllow, Layer: audit.LayerMcpjail, ExitCode: &exit, Reason: describeExit(code)})
 	return code, nil
+}
+
+// jailResources is what launch created; teardown releases it once.
+type jailResources struct {
+	grp        *cgroup.Group
+	net        *bpf.Jail
+	stopEvents func()
+	done       bool
+}
+
+func (j *jailResources) teardown(p *prepared) {
+	if j.done {
+		return
+	}
+	j.done = true
+	if j.grp != nil {
+		p.removeGroup(j.grp)
+	}
+	if j.net != nil {
+		if err := j.net.Close(); err != nil {
+			p.opts.Logger.Error("detach eBPF programs", "err", err)
+		}
+	}
+	if j.stopEvents != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), eventSyncTimeout)
+		if err := p.network.Sync(ctx); err != nil {
+			p.opts.Logger.Error("read the jail's last eBPF events", "err", err)
+		}
+		cancel()
+		j.stopEvents()
+		p.events.Flush()
+		if n, err := p.network.Lost(); err == nil && n > 0 {
+			p.events.Emit(audit.Event{Kind: audit.KindLost, Verdict: audit.VerdictAudit, Layer: audit.LayerBPF, Count: int(n),
+				Reason: fmt.Sprintf("%d kernel event record(s) lost: the ring buffer was full", n)})
+		}
+	}
 }
 
 func (p *prepared) removeGroup(grp *cgroup.Group) {

@@ -17,13 +17,15 @@ type Log struct {
 	human  io.Writer
 	jsonl  *os.File
 	now    func() time.Time
+	// repeats folds identical kernel events (ratelimit.go).
+	repeats map[repeatKey]*pendingRepeat
 }
 
 // Open returns a Log for one server. human may be nil (no human lines);
 // jsonPath may be empty (no JSON log). The JSON log is opened for append and
 // created 0600: it names paths and addresses a server touched.
 func Open(server Server, human io.Writer, jsonPath string) (*Log, error) {
-	l := &Log{server: server, human: human, now: time.Now}
+	l := &Log{server: server, human: human, now: time.Now, repeats: map[repeatKey]*pendingRepeat{}}
 	if jsonPath != "" {
 		f, err := os.OpenFile(jsonPath, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
 		if err != nil {
@@ -52,6 +54,14 @@ func (l *Log) Emit(e Event) {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if l.fold(e) {
+		return
+	}
+	l.write(e)
+}
+
+// write writes one event everywhere; l.mu is held.
+func (l *Log) write(e Event) {
 	if l.human != nil {
 		fmt.Fprintf(l.human, "mcpjail: %s\n", e.Line())
 	}
@@ -71,8 +81,13 @@ func (l *Log) Emit(e Event) {
 func (l *Log) Server() Server { return l.server }
 
 // Close closes the JSON log.
+// Close writes the pending repeat counts and closes the JSON log.
 func (l *Log) Close() error {
-	if l == nil || l.jsonl == nil {
+	if l == nil {
+		return nil
+	}
+	l.flushAllRepeats()
+	if l.jsonl == nil {
 		return nil
 	}
 	return l.jsonl.Close()
