@@ -1,0 +1,148 @@
+package tests
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/mcpjail/mcpjail/sandbox/audit"
+)
+
+// networkProfile allows TCP to one loopback port and nothing else.
+func networkProfile(port int, onViolation string) string {
+	return fmt.Sprintf(`
+filesystem:
+  exec: ["${HOSTILE}"]
+network:
+  egress:
+    - cidr: 127.0.0.1/32
+      ports: [%d]
+on_violation: {network: %s}
+`, port, onViolation)
+}
+
+// unixListener listens on a socket in a fresh directory and counts accepts.
+func unixListener(t *testing.T) (string, *tcpListener) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "service.sock")
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := &tcpListener{Listener: ln}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			l.accepted.Add(1)
+			c.Close()
+		}
+	}()
+	return path, l
+}
+
+// waitForEvent polls the audit log until an event matches or the deadline
+// passes; events are written by mcpjail as the kernel reports them.
+func waitForEvent(t *testing.T, path string, match func(audit.Event) bool) (audit.Event, bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		for _, e := range readEvents(t, path) {
+			if match(e) {
+				return e, true
+			}
+		}
+		if time.Now().After(deadline) {
+			return audit.Event{}, false
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func denyEvent(kind audit.Kind, target string) func(audit.Event) bool {
+	return func(e audit.Event) bool {
+		return e.Kind == kind && e.Target == target && e.Verdict == audit.VerdictDeny && e.Layer == audit.LayerBPF
+	}
+}
+
+// TestNetworkOutsideTheProfileIsRefusedByEBPF makes the fixture try every
+// way out that the eBPF layer stops, each with the errno the process saw and
+// the event mcpjail wrote; the allowed address next to them still works.
+func TestNetworkOutsideTheProfileIsRefusedByEBPF(t *testing.T) {
+	requireRoot(t)
+	allowed := listenLoopback(t)
+	sock, unixLn := unixListener(t)
+	h := startHostile(t, t.TempDir(), networkProfile(allowed.port(), "deny"))
+	p := allowed.port()
+	for _, c := range []struct {
+		name, tool, addr string
+		kind             audit.Kind
+		target           string
+	}{
+		{"another loopback address", "tcp_connect", fmt.Sprintf("127.0.0.2:%d", p), audit.KindConnect, fmt.Sprintf("127.0.0.2:%d/tcp", p)},
+		{"IPv6 loopback", "tcp_connect", fmt.Sprintf("[::1]:%d", p), audit.KindConnect, fmt.Sprintf("[::1]:%d/tcp", p)},
+		{"UDP to a resolver", "udp_send", "127.0.0.53:53", audit.KindConnect, "127.0.0.53:53/udp"},
+		{"UNIX socket not listed", "unix_connect", sock, audit.KindUnixConnect, sock},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			arg := map[string]any{"addr": c.addr}
+			if c.tool == "unix_connect" {
+				arg = map[string]any{"path": c.addr}
+			}
+			expectDenied(t, h.attempt(t, c.tool, arg), "EPERM")
+			if _, ok := waitForEvent(t, h.auditLog, denyEvent(c.kind, c.target)); !ok {
+				t.Errorf("no %s deny event for %s in the audit log:\n%s", c.kind, c.target, formatEvents(readEvents(t, h.auditLog)))
+			}
+		})
+	}
+	t.Run("allowed address and port", func(t *testing.T) {
+		expectAllowed(t, h.attempt(t, "tcp_connect", map[string]any{"addr": allowed.Addr().String()}))
+	})
+	if n := unixLn.accepted.Load(); n != 0 {
+		t.Errorf("the unlisted UNIX socket accepted %d connections", n)
+	}
+	t.Run("the host is not affected", func(t *testing.T) {
+		c, err := net.DialTimeout("unix", sock, 5*time.Second)
+		if err != nil {
+			t.Fatalf("a process outside the jail could not connect to %s: %v", sock, err)
+		}
+		c.Close()
+	})
+	if code := h.close(t); code != 0 {
+		t.Errorf("exit status %d, want 0 (on_violation network: deny keeps the server)", code)
+	}
+}
+
+// TestNetworkViolationKillsTheServer: with network: kill, one refused
+// connect ends the whole server with SIGKILL, and the kill is an event.
+func TestNetworkViolationKillsTheServer(t *testing.T) {
+	requireRoot(t)
+	allowed := listenLoopback(t)
+	h := startHostile(t, t.TempDir(), networkProfile(allowed.port(), "kill"))
+	target := fmt.Sprintf("127.0.0.2:%d", allowed.port())
+	ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
+	defer cancel()
+	// The call may return EPERM or fail as the server dies under it.
+	_, _ = h.CallTool(ctx, &mcp.CallToolParams{Name: "tcp_connect", Arguments: map[string]any{"addr": target}})
+	if code := h.close(t); code != 137 {
+		t.Errorf("exit status %d, want 137 (killed)\nstderr:\n%s", code, h.stderr.String())
+	}
+	events := readEvents(t, h.auditLog)
+	var denied, killed bool
+	for _, e := range events {
+		denied = denied || (e.Kind == audit.KindConnect && e.Target == target+"/tcp" && e.Action == audit.ActionKill)
+		killed = killed || (e.Kind == audit.KindKill && strings.Contains(e.Reason, "network: kill"))
+	}
+	if !denied || !killed {
+		t.Errorf("want a connect deny with action kill and a kill event, got:\n%s", formatEvents(events))
+	}
+}
