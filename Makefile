@@ -10,7 +10,7 @@ FUZZTIME  ?= 20s
 # no BPF-LSM) hold on this project's machines; the kernel-VM suite unsets it.
 export MCPJAIL_EXPECT_HOST ?= 1
 
-.PHONY: all build test test-unit test-e2e fuzz lint deps servers generate demo bench clean
+.PHONY: all build test test-unit test-e2e fuzz lint deps servers generate generate-check demo bench clean
 
 all: build
 
@@ -30,7 +30,7 @@ lint:
 	if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
 	$(GO) vet ./...
 
-test: deps servers lint build test-unit test-e2e fuzz
+test: deps servers lint generate-check build test-unit test-e2e fuzz
 
 test-unit:
 	$(GO) test -count=1 -timeout 10m $$($(GO) list ./... | grep -v /tests)
@@ -41,9 +41,17 @@ test-e2e:
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./profiles/
 
-## generate: rebuild generated code (bpf2go bindings once the eBPF layer lands).
+## generate: rebuild the bpf2go bindings and objects with Debian's clang-19.
 generate:
+	@./tests/deps.sh bpf
 	$(GO) generate ./...
+
+## generate-check: the committed eBPF objects are what the sources compile to.
+generate-check: generate
+	@if [ -n "$$(git status --porcelain -- bpf/)" ]; then \
+		echo "generated eBPF files differ from the committed ones; run make generate and commit:"; \
+		git status --short -- bpf/; exit 1; \
+	fi
 
 demo: build servers
 	$(GO) run ./tests/demo

@@ -3,14 +3,21 @@
 # machine pays nothing. Needs root (CI runs as root).
 #   deps.sh            what `make test` needs
 #   deps.sh bench      plus bubblewrap, the benchmark's point of comparison
+#   deps.sh bpf        the eBPF toolchain for `make generate`
 set -euo pipefail
 need=()
 command -v setpriv >/dev/null || need+=(util-linux)
 command -v node >/dev/null || need+=(nodejs)
 command -v npm >/dev/null || need+=(npm)
-if [[ "${1:-}" == bench ]]; then
-  command -v bwrap >/dev/null || need+=(bubblewrap)
-fi
+case "${1:-}" in
+bench) command -v bwrap >/dev/null || need+=(bubblewrap) ;;
+bpf)
+  command -v clang-19 >/dev/null || need+=(clang-19)
+  command -v llvm-strip-19 >/dev/null || need+=(llvm-19)
+  [[ -e /usr/include/bpf/bpf_helpers.h ]] || need+=(libbpf-dev)
+  command -v bpftool >/dev/null || need+=(bpftool)
+  ;;
+esac
 if ((${#need[@]})); then
   echo "deps: installing ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive
