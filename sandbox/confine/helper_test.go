@@ -38,8 +38,12 @@ type helperRequest struct {
 	NoConfine bool `json:"no_confine,omitempty"`
 	// FakeABI, when non-zero, plans for this Landlock ABI instead of the
 	// kernel's (it must not exceed the kernel's for Apply to work).
-	FakeABI int     `json:"fake_abi,omitempty"`
-	Probes  []probe `json:"probes"`
+	FakeABI int `json:"fake_abi,omitempty"`
+	// SeccompOnly installs the deny-list alone (after no_new_privs), so
+	// that a refusal can only come from the filter: root keeps its
+	// capabilities.
+	SeccompOnly bool    `json:"seccomp_only,omitempty"`
+	Probes      []probe `json:"probes"`
 }
 
 type helperReply struct {
@@ -56,6 +60,10 @@ func TestHelperProcess(t *testing.T) {
 	reply := helperReply{}
 	if err := json.Unmarshal([]byte(raw), &req); err != nil {
 		reply.ApplyErr = "decode request: " + err.Error()
+	} else if req.SeccompOnly {
+		if err := seccompOnly(); err != nil {
+			reply.ApplyErr = err.Error()
+		}
 	} else if !req.NoConfine {
 		if err := confineHelper(req); err != nil {
 			reply.ApplyErr = err.Error()
@@ -131,6 +139,8 @@ func runProbe(p probe) string {
 			unix.Close(fd)
 		}
 		return outcome(err)
+	case "socket", "socketpair":
+		return socketProbe(p.Op, p.Arg)
 	case "kill":
 		pid, _ := strconv.Atoi(p.Arg)
 		return outcome(unix.Kill(pid, 0))

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/bits"
 	"runtime"
+	"slices"
 	"syscall"
 	"unsafe"
 
@@ -38,6 +39,12 @@ const (
 	cloneNewNamespaces = unix.CLONE_NEWNS | unix.CLONE_NEWCGROUP | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC |
 		unix.CLONE_NEWUSER | unix.CLONE_NEWPID | unix.CLONE_NEWNET
 	ipprotoMPTCP = 262
+	// sockTypeMask selects the socket type in socket's type argument; the
+	// bits above it are SOCK_NONBLOCK and SOCK_CLOEXEC.
+	sockTypeMask = 0xf
+	// netlinkRoute is NETLINK_ROUTE, the one netlink protocol left open:
+	// Node, Go and glibc list interfaces and addresses through it.
+	netlinkRoute = 0
 	// seccompDataArch is the offset of the arch field in struct seccomp_data.
 	seccompDataArch    = 4
 	bpfMaxInstructions = 4096
@@ -50,6 +57,11 @@ func seccompDenyTable() []denyRule {
 		return denyRule{DeniedSyscall: DeniedSyscall{Name: name, Errno: unix.EPERM, Reason: reason}}
 	}
 	mount := "changes the mount tree that Landlock's rules are made for"
+	// The families socket and socketpair may use: UNIX and IP sockets, and
+	// netlink for NETLINK_ROUTE (its protocol is checked separately).
+	families := []uint32{unix.AF_UNIX, unix.AF_INET, unix.AF_INET6, unix.AF_NETLINK}
+	familyWhen := "family is not AF_UNIX, AF_INET, AF_INET6 or AF_NETLINK"
+	familyReason := "the eBPF layer's socket hook sees only AF_INET/AF_INET6; packet, vsock, alg, xdp, bluetooth ... are not needed"
 	return []denyRule{
 		always("bpf", "loads BPF programs and maps: could tamper with or blind mcpjail's eBPF monitor"),
 		always("perf_event_open", "profiling and tracing: side channels, attaching BPF programs"),
@@ -90,6 +102,27 @@ func seccompDenyTable() []denyRule {
 				Reason: "its flags sit in memory seccomp cannot read; ENOSYS makes libc fall back to clone, which is checked"},
 		},
 		{
+			DeniedSyscall: DeniedSyscall{Name: "socket", When: familyWhen, Errno: unix.EPERM, Reason: familyReason},
+			conds:         lowWordNotIn(0, families...),
+		},
+		{
+			DeniedSyscall: DeniedSyscall{Name: "socketpair", When: familyWhen, Errno: unix.EPERM, Reason: familyReason},
+			conds:         lowWordNotIn(0, families...),
+		},
+		{
+			DeniedSyscall: DeniedSyscall{Name: "socket", When: "family is AF_NETLINK and protocol is not NETLINK_ROUTE (0)", Errno: unix.EPERM,
+				Reason: "audit, sock_diag, uevent ... report on the whole host; listing interfaces needs only NETLINK_ROUTE"},
+			conds: allOf(lowWordEquals(0, unix.AF_NETLINK), lowWordNotIn(2, netlinkRoute)),
+		},
+		{
+			DeniedSyscall: DeniedSyscall{Name: "socket", When: "family is AF_INET or AF_INET6 and type is SOCK_RAW (3)", Errno: unix.EPERM,
+				Reason: "raw IP goes around the TCP/UDP port rules (impossible anyway without CAP_NET_RAW; refused here explicitly)"},
+			conds: []seccomp.ArgumentConditions{
+				append(lowWordEquals(0, unix.AF_INET), lowBitsEqual(1, sockTypeMask, unix.SOCK_RAW)...),
+				append(lowWordEquals(0, unix.AF_INET6), lowBitsEqual(1, sockTypeMask, unix.SOCK_RAW)...),
+			},
+		},
+		{
 			DeniedSyscall: DeniedSyscall{Name: "socket", When: "protocol is IPPROTO_MPTCP (262)", Errno: unix.EPERM,
 				Reason: "Landlock's TCP port rules do not cover MPTCP sockets"},
 			conds: []seccomp.ArgumentConditions{lowWordEquals(2, ipprotoMPTCP)},
@@ -122,15 +155,94 @@ func SeccompDenyList() []DeniedSyscall {
 // lowWordEquals matches when the low 32 bits of argument arg equal v,
 // whatever the high bits hold. For int arguments the kernel ignores the high
 // bits, so the library's Equal (which compares all 64) could be dodged by
-// setting them. Equality is spelled as bit tests the library applies to the
-// low word only: no bit outside v is set, and every bit of v is.
+// setting them.
 func lowWordEquals(arg uint32, v uint32) seccomp.ArgumentConditions {
-	conds := seccomp.ArgumentConditions{{Argument: arg, Operation: seccomp.BitsNotSet, Value: uint64(^v)}}
+	return lowBitsEqual(arg, 0xffff_ffff, v)
+}
+
+// lowBitsEqual matches when the bits of mask in argument arg equal v (v
+// lies within mask, mask within the low word). Equality is spelled as the
+// only operations the library applies to the low word alone, bit tests
+// whose value has no high bits: no bit of mask outside v is set, and every
+// bit of v is (BitsSet means "any of", so one condition per bit).
+func lowBitsEqual(arg, mask, v uint32) seccomp.ArgumentConditions {
+	conds := seccomp.ArgumentConditions{{Argument: arg, Operation: seccomp.BitsNotSet, Value: uint64(mask &^ v)}}
+	return append(conds, eachBitSet(arg, v)...)
+}
+
+// allOf matches when cond and one of alternatives hold.
+func allOf(cond seccomp.ArgumentConditions, alternatives []seccomp.ArgumentConditions) []seccomp.ArgumentConditions {
+	out := make([]seccomp.ArgumentConditions, len(alternatives))
+	for i, alt := range alternatives {
+		out[i] = slices.Concat(cond, alt)
+	}
+	return out
+}
+
+func eachBitSet(arg, v uint32) seccomp.ArgumentConditions {
+	var conds seccomp.ArgumentConditions
 	for rest := v; rest != 0; rest &= rest - 1 {
 		bit := uint64(1) << bits.TrailingZeros32(rest)
 		conds = append(conds, seccomp.Condition{Argument: arg, Operation: seccomp.BitsSet, Value: bit})
 	}
 	return conds
+}
+
+// lowWordNotIn matches when the low 32 bits of argument arg are none of
+// allowed (its alternatives are OR'ed). The allowed values form a binary
+// trie over bits 31..0; each way out of the trie is one alternative: the
+// bits fixed on the way down, then a bit no allowed value has at that
+// level. Levels where every value has 0 are left in one step: "any of
+// these bits set".
+func lowWordNotIn(arg uint32, allowed ...uint32) []seccomp.ArgumentConditions {
+	if len(allowed) == 0 { // nothing allowed: match always (no bit of 0 is set)
+		return []seccomp.ArgumentConditions{{{Argument: arg, Operation: seccomp.BitsNotSet, Value: 0}}}
+	}
+	var out []seccomp.ArgumentConditions
+	// leave is one way out below the prefix: set bits all set, clear bits all clear.
+	leave := func(set, clear uint32, exit seccomp.Condition) {
+		conds := eachBitSet(arg, set)
+		if clear != 0 {
+			conds = append(conds, seccomp.Condition{Argument: arg, Operation: seccomp.BitsNotSet, Value: uint64(clear)})
+		}
+		out = append(out, append(conds, exit))
+	}
+	var walk func(values []uint32, bit int, set, clear uint32)
+	walk = func(values []uint32, bit int, set, clear uint32) {
+		for bit >= 0 {
+			levels := uint32(uint64(1)<<(bit+1) - 1) // bits bit..0
+			var ones, zeros []uint32
+			var union uint32
+			for _, v := range values {
+				union |= v
+				if v&(1<<bit) != 0 {
+					ones = append(ones, v)
+				} else {
+					zeros = append(zeros, v)
+				}
+			}
+			switch {
+			case len(ones) == 0:
+				run := levels // down to the next bit some value has, or to bit 0
+				if below := union & levels; below != 0 {
+					top := 31 - bits.LeadingZeros32(below)
+					run = levels &^ uint32(uint64(1)<<(top+1)-1)
+				}
+				leave(set, clear, seccomp.Condition{Argument: arg, Operation: seccomp.BitsSet, Value: uint64(run)})
+				clear |= run
+				bit -= bits.OnesCount32(run)
+			case len(zeros) == 0:
+				leave(set, clear, seccomp.Condition{Argument: arg, Operation: seccomp.BitsNotSet, Value: uint64(1) << bit})
+				set |= 1 << bit
+				bit--
+			default:
+				walk(ones, bit-1, set|1<<bit, clear)
+				values, clear, bit = zeros, clear|1<<bit, bit-1
+			}
+		}
+	}
+	walk(allowed, 31, 0, 0)
+	return out
 }
 
 // nativeArch is the architecture the filter is written for. Anything else

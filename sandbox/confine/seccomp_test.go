@@ -82,6 +82,31 @@ func TestSeccompFilterDecisions(t *testing.T) {
 		{"MPTCP with junk in the high bits", seccompData(nr("socket"), id, unix.AF_INET, unix.SOCK_STREAM, 0xdead_0000_0000|ipprotoMPTCP), retEPERM},
 		{"protocol one bit away from MPTCP", seccompData(nr("socket"), id, unix.AF_INET, unix.SOCK_STREAM, ipprotoMPTCP|1), retAllow},
 		{"protocol with a subset of MPTCP's bits", seccompData(nr("socket"), id, unix.AF_INET, unix.SOCK_STREAM, ipprotoMPTCP&^2), retAllow},
+		{"AF_UNIX socket", seccompData(nr("socket"), id, unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0), retAllow},
+		{"UDP socket", seccompData(nr("socket"), id, unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_NONBLOCK, 0), retAllow},
+		{"UDP socket, IPv6", seccompData(nr("socket"), id, unix.AF_INET6, unix.SOCK_DGRAM, unix.IPPROTO_UDP), retAllow},
+		{"NETLINK_ROUTE socket", seccompData(nr("socket"), id, unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_ROUTE), retAllow},
+		{"NETLINK_AUDIT socket", seccompData(nr("socket"), id, unix.AF_NETLINK, unix.SOCK_RAW, unix.NETLINK_AUDIT), retEPERM},
+		{"NETLINK_SOCK_DIAG socket", seccompData(nr("socket"), id, unix.AF_NETLINK, unix.SOCK_DGRAM, unix.NETLINK_SOCK_DIAG), retEPERM},
+		{"NETLINK_KOBJECT_UEVENT socket", seccompData(nr("socket"), id, unix.AF_NETLINK, unix.SOCK_DGRAM, unix.NETLINK_KOBJECT_UEVENT), retEPERM},
+		{"NETLINK_ROUTE with junk in the high bits", seccompData(nr("socket"), id, unix.AF_NETLINK, unix.SOCK_RAW, 1<<40), retAllow},
+		{"NETLINK_AUDIT with junk in the high bits", seccompData(nr("socket"), id, unix.AF_NETLINK, unix.SOCK_RAW, 1<<40|unix.NETLINK_AUDIT), retEPERM},
+		{"AF_PACKET socket", seccompData(nr("socket"), id, unix.AF_PACKET, unix.SOCK_RAW, 0x0300), retEPERM},
+		{"AF_ALG socket", seccompData(nr("socket"), id, unix.AF_ALG, unix.SOCK_SEQPACKET, 0), retEPERM},
+		{"AF_VSOCK socket", seccompData(nr("socket"), id, unix.AF_VSOCK, unix.SOCK_STREAM, 0), retEPERM},
+		{"AF_XDP socket", seccompData(nr("socket"), id, unix.AF_XDP, unix.SOCK_RAW, 0), retEPERM},
+		{"AF_KEY socket", seccompData(nr("socket"), id, unix.AF_KEY, unix.SOCK_RAW, 2), retEPERM},
+		{"AF_BLUETOOTH socket", seccompData(nr("socket"), id, unix.AF_BLUETOOTH, unix.SOCK_RAW, 0), retEPERM},
+		{"AF_UNSPEC socket", seccompData(nr("socket"), id, unix.AF_UNSPEC, unix.SOCK_STREAM, 0), retEPERM},
+		{"family with high bits, AF_INET below (the kernel sees AF_INET)", seccompData(nr("socket"), id, 1<<32|unix.AF_INET, unix.SOCK_STREAM, 0), retAllow},
+		{"family with high bits, AF_PACKET below", seccompData(nr("socket"), id, 0xffff_ffff_0000_0000|unix.AF_PACKET, unix.SOCK_RAW, 0), retEPERM},
+		{"family AF_INET in the high bits only", seccompData(nr("socket"), id, unix.AF_INET<<32, unix.SOCK_STREAM, 0), retEPERM},
+		{"raw IPv4 socket", seccompData(nr("socket"), id, unix.AF_INET, unix.SOCK_RAW, unix.IPPROTO_ICMP), retEPERM},
+		{"raw IPv6 socket, with flags", seccompData(nr("socket"), id, unix.AF_INET6, unix.SOCK_RAW|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, unix.IPPROTO_ICMPV6), retEPERM},
+		{"raw IPv4 socket, junk in the type's high bits", seccompData(nr("socket"), id, unix.AF_INET, 1<<33|unix.SOCK_RAW, 0), retEPERM},
+		{"AF_UNIX socketpair", seccompData(nr("socketpair"), id, unix.AF_UNIX, unix.SOCK_STREAM, 0, 0), retAllow},
+		{"AF_PACKET socketpair", seccompData(nr("socketpair"), id, unix.AF_PACKET, unix.SOCK_RAW, 0, 0), retEPERM},
+		{"AF_VSOCK socketpair", seccompData(nr("socketpair"), id, unix.AF_VSOCK, unix.SOCK_STREAM, 0, 0), retEPERM},
 		{"foreign architecture is killed", seccompData(nr("read"), uint32(arch.I386.ID)), retKillProcess},
 		{"foreign architecture, unknown number", seccompData(0x7ff, uint32(arch.ARM.ID)), retKillProcess},
 	}
@@ -111,23 +136,32 @@ func TestSeccompFilterDecisions(t *testing.T) {
 
 func TestSeccompDenyList(t *testing.T) {
 	list := SeccompDenyList()
-	seen := map[string]bool{}
+	seen := map[string]int{}
+	always := map[string]bool{}
+	seenWhen := map[[2]string]bool{}
 	for _, d := range list {
 		if d.Reason == "" {
 			t.Errorf("%s has no reason", d.Name)
 		}
-		if seen[d.Name] {
-			t.Errorf("%s is listed twice", d.Name)
+		if key := [2]string{d.Name, d.When}; seenWhen[key] {
+			t.Errorf("%s (%q) is listed twice", d.Name, d.When)
 		}
-		seen[d.Name] = true
+		seenWhen[[2]string{d.Name, d.When}] = true
+		always[d.Name] = always[d.Name] || d.When == ""
+		seen[d.Name]++
 		for _, a := range []*arch.Info{arch.X86_64, arch.AARCH64} {
 			if _, ok := a.SyscallNames[d.Name]; !ok {
 				t.Errorf("%s does not exist on %s", d.Name, a.Name)
 			}
 		}
 	}
-	for _, must := range []string{"bpf", "ptrace", "io_uring_setup", "mount", "unshare", "clone", "clone3", "socket", "open_by_handle_at"} {
-		if !seen[must] {
+	for name, n := range seen {
+		if always[name] && n > 1 {
+			t.Errorf("%s is denied always and also listed with a condition", name)
+		}
+	}
+	for _, must := range []string{"bpf", "ptrace", "io_uring_setup", "mount", "unshare", "clone", "clone3", "socket", "socketpair", "open_by_handle_at"} {
+		if seen[must] == 0 {
 			t.Errorf("%s is missing from the deny-list", must)
 		}
 	}
