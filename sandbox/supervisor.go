@@ -71,12 +71,14 @@ func (p *prepared) launch(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, err
 	}
+	var oomKills uint64
+	if j.grp != nil { // read before teardown removes the cgroup's files
+		oomKills, _ = j.grp.OOMKills()
+	}
 	j.teardown(p)
-	if j.grp != nil {
-		if n, err := j.grp.OOMKills(); err == nil && n > 0 {
-			p.events.Emit(audit.Event{Kind: audit.KindLimit, Target: "memory", Verdict: audit.VerdictDeny, Layer: audit.LayerCgroup, Action: audit.ActionKill,
-				Reason: fmt.Sprintf("memory limit of %d bytes reached: %d process(es) OOM-killed", p.policy.Limits.MemoryBytes, n)})
-		}
+	if oomKills > 0 {
+		p.events.Emit(audit.Event{Kind: audit.KindLimit, Target: "memory", Verdict: audit.VerdictDeny, Layer: audit.LayerCgroup, Action: audit.ActionKill,
+			Reason: fmt.Sprintf("memory limit of %d bytes reached: %d process(es) OOM-killed", p.policy.Limits.MemoryBytes, oomKills)})
 	}
 	exit := code
 	p.events.Emit(audit.Event{Kind: audit.KindExit, Verdict: audit.VerdictAllow, Layer: audit.LayerMcpjail, ExitCode: &exit, Reason: describeExit(code)})
