@@ -38,6 +38,10 @@
 
 /* jail.flags: what the kernel side does beyond denying (later phases). */
 #define JAIL_KILL_ON_NETWORK (1U << 0)
+#define JAIL_KILL_ON_EXEC (1U << 1)
+/* Recorded for completeness: whether a refused open is under filesystem.deny
+ * is decided in user space (paths), which then kills; see DeniedByProfile. */
+#define JAIL_KILL_ON_FILE (1U << 2)
 
 /* port_range.protocols bits. */
 #define PROTO_TCP_BIT (1U << 0)
@@ -50,13 +54,29 @@ enum event_kind {
 	EVENT_UNIX_CONNECT = 3,
 	EVENT_UNIX_SENDMSG = 4,
 	EVENT_SOCKET = 5,
-	/* 6.. reserved for exec, open, kill, egress budget (later phases) */
+	EVENT_EXEC = 6,          /* exec.bpf.c: struct exec_event (watch.h) */
+	EVENT_OPEN = 7,          /* file.bpf.c: struct open_event (watch.h) */
+	EVENT_KILL = 8,          /* netwatch.bpf.c: struct kill_event (watch.h) */
+	EVENT_EGRESS_BUDGET = 9, /* egress.bpf.c: struct budget_event */
 };
 
 /* event_header.verdict */
 enum event_verdict {
 	VERDICT_ALLOW = 1,
 	VERDICT_DENY = 2,
+};
+
+/* event_header.action: what followed. */
+enum event_action {
+	ACTION_NONE = 0,
+	ACTION_KILL = 1, /* bpf_send_signal(SIGKILL) to the calling process */
+};
+
+/* event_header.layer: which mechanism refused. A tracepoint that observes a
+ * refusal Landlock made reports LAYER_LANDLOCK. */
+enum event_layer {
+	LAYER_BPF = 0,
+	LAYER_LANDLOCK = 1,
 };
 
 /* event_header.reason: why a verdict was reached. */
@@ -70,6 +90,7 @@ enum event_reason {
 	REASON_UNIX_ABSTRACT = 6,/* abstract UNIX socket */
 	REASON_UNIX_UNNAMED = 7, /* UNIX address without a path */
 	REASON_SOCKET = 8,       /* socket family/type/protocol not allowed */
+	REASON_EGRESS_BUDGET = 9,/* more bytes sent in a window than network.egress_budget */
 };
 
 /* Value of `jails`. */
@@ -121,7 +142,9 @@ struct event_header {
 	__u16 kind;     /* enum event_kind */
 	__u8 verdict;   /* enum event_verdict */
 	__u8 reason;    /* enum event_reason */
-	__u32 _pad;
+	__u8 action;    /* enum event_action; fill_header sets ACTION_NONE */
+	__u8 layer;     /* enum event_layer; fill_header sets LAYER_BPF */
+	__u16 _pad;
 };
 
 /* Body of connect, sendmsg, unix_* and socket records. */
@@ -196,6 +219,8 @@ static __always_inline void fill_header(struct event_header *h, __u64 cgroup_id,
 	h->kind = kind;
 	h->verdict = verdict;
 	h->reason = reason;
+	h->action = ACTION_NONE;
+	h->layer = LAYER_BPF;
 	h->_pad = 0;
 }
 

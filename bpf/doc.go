@@ -17,6 +17,25 @@
 // EPERM for the caller and an Event. The kernel runs cgroup/sock_create for
 // AF_INET and AF_INET6 only: other families (AF_PACKET, AF_NETLINK) are for
 // the seccomp layer to refuse.
+//
+// Egress budget (egress.bpf.c): for a policy with network.egress_budget, a
+// cgroup_skb/egress program counts the IP bytes the jail's sockets send in
+// fixed windows and drops every packet over the budget; one Event (kind
+// egress_budget) reports it, with Action kill when on_violation.network is
+// kill, for the caller to kill the jail's cgroup. Jail.EgressUsage reads the
+// counters.
+//
+// Watching and kill (exec.bpf.c, file.bpf.c, netwatch.bpf.c; watch.go):
+// syscall tracepoints and tp_btf programs, attached once per Loader (they
+// are global; each returns at once for a task whose cgroup is not a
+// registered jail). Events: exec with the file and argv (ArgsMax bytes);
+// an exec, open or TCP connect the kernel refused with EACCES/EPERM, with
+// the path or address and layer Landlock. With on_violation.exec kill, a
+// refused exec gets the caller SIGKILLed at sys_exit; with network kill, a
+// network syscall failing with EPERM (or a Landlock-refused connect) does,
+// and the Event has Action kill: the caller then kills the jail's cgroup.
+// on_violation.file kill is user space's: DeniedByProfile on a refused open.
+// Load mounts tracefs when it is missing, and logs that it did.
 package bpf
 
 //go:generate ./generate.sh

@@ -1,5 +1,5 @@
 #!/bin/sh
-# Rebuilds the committed eBPF objects and their Go bindings (net_bpfel.go/.o)
+# Rebuilds the committed eBPF objects and their Go bindings (*_bpfel.go/.o)
 # with Debian's clang-19 (apt-get install -y clang-19 llvm-19 libbpf-dev bpftool).
 # `make generate` runs `go generate ./...`, which runs this. The output is
 # deterministic: DWARF is stripped and no path or time is embedded.
@@ -10,10 +10,33 @@
 #   bpftool btf dump file /sys/kernel/btf/vmlinux format c > bpf/vmlinux.h
 set -eu
 cd "$(dirname "$0")"
-exec go run github.com/cilium/ebpf/cmd/bpf2go \
+go run github.com/cilium/ebpf/cmd/bpf2go \
 	-cc clang-19 -strip llvm-strip-19 \
 	-cflags "-O2 -g -Wall -Werror" \
 	-target bpfel -go-package bpf \
 	-type jail -type port_set -type port_range -type egress4_key -type egress6_key \
 	-type unix_key -type event_header -type net_event \
 	net net.bpf.c
+
+# egress.bpf.c needs atomics that return a value (fetch-add, cmpxchg, xchg):
+# BPF ISA v3, which clang-19 does not default to.
+go run github.com/cilium/ebpf/cmd/bpf2go \
+	-cc clang-19 -strip llvm-strip-19 \
+	-cflags "-O2 -g -Wall -Werror -mcpu=v3" \
+	-target bpfel -go-package bpf \
+	-type budget_state -type budget_event \
+	egress egress.bpf.c
+
+# Watching and kill (tracepoints): one object per hook family. They declare
+# the maps of common.h and watch.h; the loader shares one instance of each.
+# The watch record types are generated once, from exec.
+watch() {
+	go run github.com/cilium/ebpf/cmd/bpf2go \
+		-cc clang-19 -strip llvm-strip-19 \
+		-cflags "-O2 -g -Wall -Werror" \
+		-target bpfel -go-package bpf \
+		"$@"
+}
+watch -type pending -type exec_event -type open_event -type kill_event exec exec.bpf.c
+watch file file.bpf.c
+watch netwatch netwatch.bpf.c

@@ -18,6 +18,7 @@ type Jail struct {
 	cgroupID uint64
 	policyID uint32
 	rules    *rules
+	budget   *egressBudgetState // nil: the policy has no egress budget (egress.go)
 	links    []link.Link
 
 	closeOnce sync.Once
@@ -59,7 +60,11 @@ func (l *Loader) Register(cgroupID uint64, cgroupPath string, p *profiles.Policy
 	if err != nil {
 		return nil, fmt.Errorf("register jail %s: %w", cgroupPath, err)
 	}
-	j := &Jail{loader: l, cgroupID: cgroupID, policyID: policyID, rules: r}
+	budget, err := newBudgetState(p)
+	if err != nil {
+		return nil, fmt.Errorf("register jail %s: %w", cgroupPath, err)
+	}
+	j := &Jail{loader: l, cgroupID: cgroupID, policyID: policyID, rules: r, budget: budget}
 	defer func() {
 		if err != nil {
 			if rerr := j.release(); rerr != nil {
@@ -73,6 +78,9 @@ func (l *Loader) Register(cgroupID uint64, cgroupPath string, p *profiles.Policy
 		return nil, fmt.Errorf("register jail %s: %w", cgroupPath, err)
 	}
 	if err := j.attach(cgroupPath); err != nil {
+		return nil, fmt.Errorf("register jail %s: %w", cgroupPath, err)
+	}
+	if err := j.applyBudget(cgroupPath); err != nil {
 		return nil, fmt.Errorf("register jail %s: %w", cgroupPath, err)
 	}
 	l.policies[policyID] = true
@@ -139,9 +147,7 @@ func (j *Jail) insert(ov profiles.OnViolation) error {
 		}
 	}
 	v := netJail{Policy: j.policyID}
-	if ov.Network == profiles.ActionKill {
-		v.Flags |= jailKillOnNetwork
-	}
+	v.Flags = violationFlags(ov)
 	if err := m.McpjailJails.Update(j.cgroupID, &v, ebpf.UpdateNoExist); err != nil {
 		return fmt.Errorf("add jail entry: %w", err)
 	}
@@ -196,6 +202,9 @@ func (j *Jail) release() error {
 		}
 	}
 	j.links = nil
+	if err := j.removeBudget(); err != nil {
+		errs = append(errs, err)
+	}
 	m := &j.loader.objs.netMaps
 	del := func(what string, mp *ebpf.Map, key any) {
 		if err := mp.Delete(key); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
@@ -203,6 +212,10 @@ func (j *Jail) release() error {
 		}
 	}
 	del("jail entry", m.McpjailJails, j.cgroupID)
+	// After the jail entry: no program saves arguments for the jail any more.
+	if err := j.loader.watch.purgePending(j.cgroupID); err != nil {
+		errs = append(errs, err)
+	}
 	for _, e := range j.rules.egress4 {
 		del("IPv4 egress rule", m.McpjailEgress4, &e.key)
 	}
@@ -216,4 +229,20 @@ func (j *Jail) release() error {
 		return fmt.Errorf("unregister jail (cgroup id %d): %w", j.cgroupID, err)
 	}
 	return nil
+}
+
+// violationFlags turns on_violation into jail.flags bits. A profile that
+// says nothing gets profiles.DefaultOnViolation from Compile, not here.
+func violationFlags(ov profiles.OnViolation) uint32 {
+	var f uint32
+	if ov.Network == profiles.ActionKill {
+		f |= jailKillOnNetwork
+	}
+	if ov.Exec == profiles.ActionKill {
+		f |= jailKillOnExec
+	}
+	if ov.File == profiles.ActionKill {
+		f |= jailKillOnFile
+	}
+	return f
 }

@@ -75,8 +75,8 @@ func TestNoLeftovers(t *testing.T) {
 	// Every program, and every map any of them uses (.bss included).
 	var progIDs []ebpf.ProgramID
 	mapIDs := map[ebpf.MapID]bool{}
-	for _, p := range []*ebpf.Program{l.objs.McpjailConn4, l.objs.McpjailConn6, l.objs.McpjailSend4, l.objs.McpjailSend6,
-		l.objs.McpjailConnun, l.objs.McpjailSendun, l.objs.McpjailSock} {
+	for _, p := range append([]*ebpf.Program{l.objs.McpjailConn4, l.objs.McpjailConn6, l.objs.McpjailSend4, l.objs.McpjailSend6,
+		l.objs.McpjailConnun, l.objs.McpjailSendun, l.objs.McpjailSock}, l.watch.programs()...) {
 		info, err := p.Info()
 		if err != nil {
 			t.Fatal(err)
@@ -148,8 +148,27 @@ func TestNoLeftovers(t *testing.T) {
 		t.Errorf("after Jail.Close: got %s, want ok", res[0])
 	}
 
+	if n := pendingEntries(t, l); n != 0 {
+		t.Errorf("%d saved syscall arguments left after Jail.Close", n)
+	}
+	// The tracepoint links are the loader's, not the jail's: they go with Close.
+	var watchLinks []link.ID
+	for _, lk := range l.watch.links {
+		info, err := lk.Info()
+		if err != nil {
+			t.Fatal(err)
+		}
+		watchLinks = append(watchLinks, info.ID)
+	}
+	if len(watchLinks) < 2+12 { // two tp_btf, and at least the syscall tracepoints every architecture has
+		t.Fatalf("%d watch links, want at least 14", len(watchLinks))
+	}
+
 	if err := l.Close(); err != nil {
 		t.Fatalf("Loader.Close: %v", err)
+	}
+	for _, id := range watchLinks {
+		waitGone(t, fmt.Sprintf("watch link %d", id), func() (io.Closer, error) { return link.NewFromID(id) })
 	}
 	// The kernel frees programs, and then the maps they hold, after an RCU
 	// grace period: wait for each id to go.

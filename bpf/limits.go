@@ -41,5 +41,5 @@ const (
 )
 
 // jailKillOnNetwork is jail.flags bit 0: the profile's network action is
-// kill. Phase 1 records it; the kill itself comes with a later phase.
+// kill (netwatch.bpf.c sends SIGKILL on a refused network syscall).
 const jailKillOnNetwork = 1 << 0

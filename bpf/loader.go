@@ -25,6 +25,13 @@ const eventQueue = 256
 type Loader struct {
 	logger *slog.Logger
 	objs   kernelObjects
+	// budget is egress.bpf.c's program and map; it shares objs' event and
+	// lost maps. Apart from objs because LoadAndAssign of net would look
+	// for its fields in net's ELF.
+	budget budgetObjects
+	// watch holds the tracepoint programs (exec, open, network kill),
+	// attached once for every jail; they share objs' jails, event and lost maps.
+	watch  *watcher
 	reader *ringbuf.Reader
 	events chan Event
 	stop   chan struct{}
@@ -77,14 +84,24 @@ func Load(ctx context.Context, logger *slog.Logger) (*Loader, error) {
 		}
 		return nil, fmt.Errorf("load eBPF programs: %w", err)
 	}
+	if err := l.budget.load(&l.objs.netMaps); err != nil {
+		_ = l.objs.Close()
+		return nil, fmt.Errorf("load eBPF programs: %w", err)
+	}
+	w, err := loadWatch(&l.objs.netMaps, logger)
+	if err != nil {
+		_ = errors.Join(l.budget.Close(), l.objs.Close())
+		return nil, err
+	}
+	l.watch = w
 	rd, err := ringbuf.NewReader(l.objs.McpjailEvents)
 	if err != nil {
-		_ = l.objs.Close()
+		_ = errors.Join(w.close(), l.budget.Close(), l.objs.Close())
 		return nil, fmt.Errorf("open event ring buffer: %w", err)
 	}
 	l.reader = rd
 	go l.readEvents()
-	logger.Debug("eBPF network programs loaded")
+	logger.Debug("eBPF network and watching programs loaded")
 	return l, nil
 }
 
@@ -132,7 +149,10 @@ func (l *Loader) Close() error {
 		errs = append(errs, fmt.Errorf("close event ring buffer: %w", err))
 	}
 	<-l.done
-	if err := l.objs.Close(); err != nil {
+	if err := l.watch.close(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := errors.Join(l.budget.Close(), l.objs.Close()); err != nil {
 		errs = append(errs, fmt.Errorf("unload eBPF objects: %w", err))
 	}
 	return errors.Join(errs...)

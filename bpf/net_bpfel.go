@@ -37,7 +37,9 @@ type netEventHeader struct {
 	Kind     uint16
 	Verdict  uint8
 	Reason   uint8
-	Pad      uint32
+	Action   uint8
+	Layer    uint8
+	Pad      uint16
 }
 
 type netJail struct {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 	"strconv"
+	"syscall"
 	"time"
 
 	"github.com/mcpjail/mcpjail/sandbox/audit"
@@ -26,13 +27,46 @@ type Event struct {
 	Reason  string
 	// SinceBoot is the kernel's CLOCK_BOOTTIME when the record was made.
 	SinceBoot time.Duration
+	// Action is what the kernel side asks of user space: ActionKill when the
+	// profile says kill (an egress budget exceeded with network: kill; a
+	// refused exec or network call, whose caller the kernel already sent
+	// SIGKILL); the caller kills the jail's whole cgroup. Empty when the
+	// record says nothing.
+	Action audit.Action
+	// Layer is which mechanism refused; empty means the eBPF programs. A
+	// refusal Landlock made, seen by a tracepoint, says audit.LayerLandlock.
+	Layer audit.Layer
+
+	// Watch records (record_watch.go) fill these as well:
+	// Path is the file of an exec or open as the caller passed it, complete
+	// (PathMax). For an open, a relative Path is relative to DirFD.
+	Path string
+	// DirFD is the directory fd of an open: unix.AT_FDCWD for the cwd.
+	DirFD int
+	// Flags are an open's flags (O_*).
+	Flags uint64
+	// Errno is the error of a refused exec, open or network call.
+	Errno syscall.Errno
+	// Args is an exec's argv as the new image sees it, up to ArgsMax bytes;
+	// ArgsTruncated says there were more (ArgCount is the full count).
+	Args          []string
+	ArgsTruncated bool
+	ArgCount      int
 }
 
 // Audit turns the event into an audit record; the caller sets Server,
-// Action (and Reason, when it adds to it).
+// Action when the event has none (and Reason, when it adds to it).
 func (e Event) Audit(now time.Time) audit.Event {
+	action := e.Action
+	if action == "" {
+		action = audit.ActionNone
+	}
+	layer := e.Layer
+	if layer == "" {
+		layer = audit.LayerBPF
+	}
 	return audit.Event{Time: now, PID: e.PID, Comm: e.Comm, Kind: e.Kind, Target: e.Target,
-		Verdict: e.Verdict, Layer: audit.LayerBPF, Action: audit.ActionNone, Reason: e.Reason}
+		Verdict: e.Verdict, Layer: layer, Action: action, Reason: e.Reason}
 }
 
 // Record layout (struct event_header and struct net_event in common.h;
@@ -66,12 +100,27 @@ func decodeRecord(b []byte) (Event, error) {
 	default:
 		return Event{}, fmt.Errorf("decode event: unknown verdict %d", verdict)
 	}
+	if err := decodeActionLayer(&e, b[44], b[45]); err != nil {
+		return Event{}, err
+	}
 	switch kind {
 	case eventConnect, eventSendmsg, eventUnixConnect, eventUnixSendmsg, eventSocket:
 		if len(b) < netEventSize {
 			return Event{}, fmt.Errorf("decode event: kind %d record of %d bytes, want %d", kind, len(b), netEventSize)
 		}
 		decodeNet(&e, kind, b[headerSize:])
+	case eventEgressBudget:
+		// The body carries its own reason text and action (egress.go).
+		if err := decodeBudget(&e, reason, b[headerSize:]); err != nil {
+			return Event{}, err
+		}
+		return e, nil
+	case eventExec, eventOpen, eventKill:
+		// The watch decoders write their own reason text.
+		if err := decodeWatch(&e, kind, b); err != nil {
+			return Event{}, err
+		}
+		return e, nil
 	default:
 		return Event{}, fmt.Errorf("decode event: unknown kind %d", kind)
 	}

@@ -1,0 +1,169 @@
+//go:build ignore
+
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * Exec watching and exec kill.
+ *
+ * An exec that happens is reported from tp_btf/sched_process_exec, with the
+ * file name and the new image's arguments. An exec the kernel refused
+ * (Landlock's execute right: EACCES) is reported from sys_exit_execve*, with
+ * the path saved at sys_enter; with on_violation.exec kill the caller gets
+ * SIGKILL there, before it returns to user space.
+ *
+ * Why deciding at sys_exit on the return value has no TOCTOU race: Landlock
+ * made the decision inside execve on the file it actually opened, after
+ * resolving the path itself. We never look at the path to decide; a racing
+ * thread that swaps the path string or a symlink changes only what the event
+ * says (the path as passed), not whether the exec was refused or whether we
+ * kill. A check at sys_enter on the path would be the racy one.
+ *
+ * sched_process_exit only removes the exiting thread's saved arguments (a
+ * thread killed inside a syscall never reaches its sys_exit). Exit events
+ * are not emitted: the launcher reports the server's exit, and one event
+ * per exiting thread would be noise. There is no
+ * fork program: cgroup membership, hence jail identity, is inherited by the
+ * kernel, and nothing else needs bookkeeping per task.
+ */
+#include "watch.h"
+
+char LICENSE[] SEC("license") = "GPL";
+
+SEC("tracepoint/syscalls/sys_enter_execve")
+int mcpjail_exe_in(struct trace_event_raw_sys_enter *ctx)
+{
+	__u64 cgroup_id;
+
+	if (!current_jail(&cgroup_id))
+		return 0;
+	remember(cgroup_id, SC_EXECVE, ctx->args[0], 0, AT_FDCWD, 0);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_enter_execveat")
+int mcpjail_exa_in(struct trace_event_raw_sys_enter *ctx)
+{
+	__u64 cgroup_id;
+
+	if (!current_jail(&cgroup_id))
+		return 0;
+	/* execveat(dfd, filename, argv, envp, flags) */
+	remember(cgroup_id, SC_EXECVEAT, ctx->args[1], ctx->args[4], (__s32)ctx->args[0], 0);
+	return 0;
+}
+
+static __always_inline int exec_exit(struct trace_event_raw_sys_exit *ctx, __u32 syscall)
+{
+	__u64 cgroup_id;
+	const struct jail *j = current_jail(&cgroup_id);
+	struct pending p;
+	struct exec_event *e;
+	int have;
+	long n;
+
+	if (!j)
+		return 0;
+	have = take(&p, syscall);
+	if (!refused(ctx->ret))
+		return 0;
+	/* Signal first: the event is for the record, the kill is the point. */
+	if (j->flags & JAIL_KILL_ON_EXEC)
+		bpf_send_signal(SIGKILL);
+
+	e = bpf_ringbuf_reserve(&mcpjail_events, sizeof(*e), 0);
+	if (!e) {
+		count_lost();
+		return 0;
+	}
+	fill_header(&e->hdr, cgroup_id, EVENT_EXEC, VERDICT_DENY, REASON_NONE);
+	e->hdr.layer = LAYER_LANDLOCK;
+	if (j->flags & JAIL_KILL_ON_EXEC)
+		e->hdr.action = ACTION_KILL;
+	e->ret = ctx->ret;
+	e->argc = 0;
+	e->args_len = 0;
+	e->args_truncated = 0;
+	e->syscall = syscall;
+	e->_pad[0] = 0;
+	e->_pad[1] = 0;
+	e->path_len = 0;
+	e->path[0] = 0;
+	if (have) {
+		/* The caller's memory is intact: the exec failed before the point of no return. */
+		n = bpf_probe_read_user_str(e->path, sizeof(e->path), (const void *)p.ptr);
+		if (n > 0)
+			e->path_len = n - 1;
+	}
+	bpf_ringbuf_submit(e, 0);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_exit_execve")
+int mcpjail_exe_out(struct trace_event_raw_sys_exit *ctx)
+{
+	return exec_exit(ctx, SC_EXECVE);
+}
+
+SEC("tracepoint/syscalls/sys_exit_execveat")
+int mcpjail_exa_out(struct trace_event_raw_sys_exit *ctx)
+{
+	return exec_exit(ctx, SC_EXECVEAT);
+}
+
+SEC("tp_btf/sched_process_exec")
+int BPF_PROG(mcpjail_exec, struct task_struct *task, pid_t old_pid, struct linux_binprm *bprm)
+{
+	__u64 cgroup_id;
+	struct exec_event *e;
+	unsigned long start, end, len;
+	__u32 old = old_pid;
+	long n;
+
+	if (!current_jail(&cgroup_id))
+		return 0;
+	/* A non-leader thread that execs takes the leader's pid: its entry,
+	 * saved under its old tid, would never be taken at sys_exit. */
+	bpf_map_delete_elem(&mcpjail_pending, &old);
+
+	e = bpf_ringbuf_reserve(&mcpjail_events, sizeof(*e), 0);
+	if (!e) {
+		count_lost();
+		return 0;
+	}
+	fill_header(&e->hdr, cgroup_id, EVENT_EXEC, VERDICT_ALLOW, REASON_NONE);
+	e->ret = 0;
+	e->argc = BPF_CORE_READ(bprm, argc);
+	e->syscall = 0;
+	e->_pad[0] = 0;
+	e->_pad[1] = 0;
+	e->path_len = 0;
+	n = bpf_probe_read_kernel_str(e->path, sizeof(e->path), BPF_CORE_READ(bprm, filename));
+	if (n > 0)
+		e->path_len = n - 1;
+
+	/* The arguments as the new image sees them, NUL-separated, on the new
+	 * stack; the kernel has just written them, so they are resident. */
+	start = BPF_CORE_READ(task, mm, arg_start);
+	end = BPF_CORE_READ(task, mm, arg_end);
+	len = end > start ? end - start : 0;
+	e->args_truncated = len > ARGS_MAX;
+	if (len > ARGS_MAX)
+		len = ARGS_MAX;
+	e->args_len = 0;
+	if (len > 0 && bpf_probe_read_user(e->args, len, (const void *)start) == 0)
+		e->args_len = len;
+	bpf_ringbuf_submit(e, 0);
+	return 0;
+}
+
+/* Keyed on the saved entry, not on the jail: a jail closed between a
+ * thread's sys_enter and Jail.Close's purge could otherwise leave the
+ * thread's entry behind. The cost for the host is still one lookup. */
+SEC("tp_btf/sched_process_exit")
+int BPF_PROG(mcpjail_exit, struct task_struct *task, bool group_dead)
+{
+	__u32 tid = BPF_CORE_READ(task, pid);
+
+	if (bpf_map_lookup_elem(&mcpjail_pending, &tid))
+		bpf_map_delete_elem(&mcpjail_pending, &tid);
+	return 0;
+}

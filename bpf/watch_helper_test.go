@@ -1,0 +1,224 @@
+package bpf
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/mcpjail/mcpjail/profiles"
+	"github.com/mcpjail/mcpjail/sandbox/cgroup"
+	"github.com/mcpjail/mcpjail/sandbox/confine"
+	"github.com/mcpjail/mcpjail/sandbox/features"
+)
+
+// envWatchHelper turns the test binary into a helper that confines itself
+// with Landlock (sandbox/confine) and then makes the watchRequest's steps.
+// Checked in init, like the egress helper, so TestMain needs no change.
+const envWatchHelper = "MCPJAIL_BPF_TEST_WATCH"
+
+func init() {
+	if spec := os.Getenv(envWatchHelper); spec != "" {
+		os.Exit(runWatchSteps(spec))
+	}
+}
+
+type watchRequest struct {
+	// Confine, when set, is applied with confine.NewPlan/Apply first, so
+	// that Landlock refuses what the policy does not allow.
+	Confine *profiles.Policy
+	Steps   []watchStep
+}
+
+// watchStep is one syscall the helper makes.
+type watchStep struct {
+	Op    string   // "exec", "open", "openat2", "chdir", "connect", "raw socket"
+	Path  string   // exec, open, openat2, chdir
+	Args  []string // exec
+	Flags int      // open, openat2
+	Addr  string   // connect: "127.0.0.1:port"
+}
+
+func runWatchSteps(spec string) int {
+	var req watchRequest
+	if err := json.Unmarshal([]byte(spec), &req); err != nil {
+		fmt.Fprintln(os.Stderr, "watch helper:", err)
+		return 2
+	}
+	if req.Confine != nil {
+		plan, err := confine.NewPlan(confine.Spec{Policy: *req.Confine})
+		if err == nil {
+			err = plan.Apply()
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "watch helper: confine:", err)
+			return 2
+		}
+	}
+	results := make([]string, len(req.Steps))
+	for i, s := range req.Steps {
+		results[i] = errnoName(s.run())
+	}
+	if err := json.NewEncoder(os.Stdout).Encode(results); err != nil {
+		return 2
+	}
+	return 0
+}
+
+// run makes the step with raw syscalls, so the kernel sees exactly it.
+func (s watchStep) run() error {
+	switch s.Op {
+	case "exec":
+		return syscall.Exec(s.Path, s.Args, os.Environ())
+	case "open":
+		fd, err := unix.Open(s.Path, s.Flags, 0o600)
+		if err == nil {
+			unix.Close(fd)
+		}
+		return err
+	case "openat2":
+		how := &unix.OpenHow{Flags: uint64(s.Flags)}
+		if s.Flags&unix.O_CREAT != 0 { // openat2 refuses a mode without O_CREAT
+			how.Mode = 0o600
+		}
+		fd, err := unix.Openat2(unix.AT_FDCWD, s.Path, how)
+		if err == nil {
+			unix.Close(fd)
+		}
+		return err
+	case "chdir":
+		return unix.Chdir(s.Path)
+	case "raw socket":
+		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_RAW, unix.IPPROTO_ICMP)
+		if err == nil {
+			unix.Close(fd)
+		}
+		return err
+	case "connect":
+		sa, domain, err := sockaddrOf(s.Addr)
+		if err != nil {
+			return err
+		}
+		fd, err := unix.Socket(domain, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			return fmt.Errorf("socket: %w", err)
+		}
+		defer unix.Close(fd)
+		return unix.Connect(fd, sa)
+	}
+	return fmt.Errorf("unknown step %q", s.Op)
+}
+
+// watchRun is the outcome of one helper run.
+type watchRun struct {
+	pid     int
+	results []string // nil when the helper did not finish
+	signal  syscall.Signal
+}
+
+// runWatchHelper runs req in a child born in grp (nil: the test's own
+// cgroup). A helper killed by a signal is a result, not a failure.
+func runWatchHelper(t *testing.T, grp *cgroup.Group, req watchRequest) watchRun {
+	t.Helper()
+	spec, err := json.Marshal(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), hangBound)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), envWatchHelper+"="+string(spec))
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, os.Stderr
+	if grp != nil {
+		fd, err := grp.OpenV2()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer fd.Close()
+		cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(fd.Fd())}
+	}
+	err = cmd.Run()
+	run := watchRun{}
+	if cmd.Process != nil {
+		run.pid = cmd.Process.Pid
+	}
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			run.signal = ws.Signal()
+			return run
+		}
+	}
+	if err != nil {
+		t.Fatalf("watch helper: %v (output %q)", err, out.String())
+	}
+	if err := json.Unmarshal(out.Bytes(), &run.results); err != nil {
+		t.Fatalf("watch helper output %q: %v", out.String(), err)
+	}
+	return run
+}
+
+// confinedPolicy is a Landlock policy for the helper: it may read and
+// execute nothing but what is listed, and connect to TCP ports only.
+func confinedPolicy(read, exec []string, tcpPorts ...uint16) *profiles.Policy {
+	p := &profiles.Policy{Name: "bpftest-confined", Filesystem: profiles.Filesystem{Read: read, Exec: exec}}
+	for _, port := range tcpPorts {
+		p.Network.Egress = append(p.Network.Egress, loopbackPolicy(port).Network.Egress...)
+	}
+	return p
+}
+
+// requireLandlock skips (or fails under CI) without Landlock TCP rules
+// (ABI 4), which the confined helpers rely on to be refused anything.
+func requireLandlock(t *testing.T) {
+	t.Helper()
+	if info := features.ProbeLandlock(); info.UsableABI < 4 {
+		skipOrFail(t, fmt.Sprintf("Landlock ABI %d: the test needs ABI 4 (TCP rules)", info.UsableABI))
+	}
+}
+
+// execCmd runs a program directly in a jail cgroup (no helper), so that
+// the exec event is that of the program itself.
+type execCmd struct {
+	path     string
+	args     []string
+	cgroupFD int
+}
+
+func (c *execCmd) run(t *testing.T) int {
+	t.Helper()
+	attr := &syscall.ProcAttr{Files: []uintptr{0, 1, 2},
+		Sys: &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: c.cgroupFD}}
+	pid, err := syscall.ForkExec(c.path, c.args, attr)
+	if err != nil {
+		t.Fatalf("run %s: %v", c.path, err)
+	}
+	var ws syscall.WaitStatus
+	deadline := time.Now().Add(hangBound)
+	for {
+		got, err := syscall.Wait4(pid, &ws, syscall.WNOHANG, nil)
+		if err != nil {
+			t.Fatalf("wait %s: %v", c.path, err)
+		}
+		if got == pid {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s did not exit", c.path)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if !ws.Exited() || ws.ExitStatus() != 0 {
+		t.Fatalf("%s: status %v", c.path, ws)
+	}
+	return pid
+}
