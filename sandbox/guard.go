@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/mcpjail/mcpjail/sandbox/cgroup"
+	"github.com/mcpjail/mcpjail/sandbox/sockdiag"
 )
 
 // guardArg is argv[1] of the cleanup guard, a re-executed mcpjail that lives
@@ -108,9 +109,18 @@ func GuardMain() {
 	defer cancel()
 	code := 0
 	for _, s := range groups {
-		if err := cgroup.FromSpec(*s).Remove(ctx); err != nil {
+		grp := cgroup.FromSpec(*s)
+		if err := grp.Remove(ctx); err != nil {
 			fmt.Fprintf(os.Stderr, "mcpjail: cleanup guard: %v\n", err)
 			code = 1
+		}
+		// mcpjail's death detached the jail's eBPF programs already; at least
+		// stop its orphaned sockets from sending what is left in their queues.
+		if id := grp.ID(); id != 0 {
+			if _, err := sockdiag.DestroyCgroupSockets(id); err != nil {
+				fmt.Fprintf(os.Stderr, "mcpjail: cleanup guard: %v\n", err)
+				code = 1
+			}
 		}
 	}
 	for _, d := range tmpDirs {

@@ -14,6 +14,7 @@ import (
 	"github.com/mcpjail/mcpjail/bpf"
 	"github.com/mcpjail/mcpjail/sandbox/audit"
 	"github.com/mcpjail/mcpjail/sandbox/cgroup"
+	"github.com/mcpjail/mcpjail/sandbox/sockdiag"
 )
 
 // cleanupTimeout bounds the wait for a killed jail to empty.
@@ -64,7 +65,7 @@ func (p *prepared) launch(ctx context.Context) (int, error) {
 			if j.net, err = p.network.Register(j.grp.ID(), j.grp.V2Path(), p.policy); err != nil {
 				return 0, p.refuse(fmt.Errorf("register the jail with the eBPF layer: %w", err))
 			}
-			j.stopEvents = p.forwardNetworkEvents(j.grp)
+			j.stopEvents = p.forwardKernelEvents(j.grp)
 		}
 	}
 	code, err := p.runInit(ctx, j.grp, root)
@@ -102,6 +103,11 @@ func (j *jailResources) teardown(p *prepared) {
 		p.removeGroup(j.grp)
 	}
 	if j.net != nil {
+		// Orphaned sockets outlive their processes and would send what is
+		// left in their queues unfiltered once the programs are detached.
+		if _, err := sockdiag.DestroyCgroupSockets(j.grp.ID()); err != nil {
+			p.opts.Logger.Error("destroy the jail's sockets", "err", err)
+		}
 		if err := j.net.Close(); err != nil {
 			p.opts.Logger.Error("detach eBPF programs", "err", err)
 		}

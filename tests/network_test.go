@@ -6,6 +6,7 @@ import (
 	"net"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -144,5 +145,80 @@ func TestNetworkViolationKillsTheServer(t *testing.T) {
 	}
 	if !denied || !killed {
 		t.Errorf("want a connect deny with action kill and a kill event, got:\n%s", formatEvents(events))
+	}
+}
+
+// byteSink accepts TCP connections on 127.0.0.1 and counts what arrives.
+type byteSink struct {
+	net.Listener
+	received atomic.Int64
+}
+
+func listenSink(t *testing.T) *byteSink {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &byteSink{Listener: ln}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				buf := make([]byte, 64<<10)
+				for {
+					_ = c.SetReadDeadline(time.Now().Add(30 * time.Second))
+					n, err := c.Read(buf)
+					s.received.Add(int64(n))
+					if err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	return s
+}
+
+// TestEgressBudgetKillsTheServer: a server that sends more than its
+// egress_budget to an allowed sink has its packets dropped at the budget and
+// is killed; the sink never receives more than the budget.
+func TestEgressBudgetKillsTheServer(t *testing.T) {
+	requireRoot(t)
+	const budget = 64 << 10
+	sink := listenSink(t)
+	h := startHostile(t, t.TempDir(), fmt.Sprintf(`
+filesystem:
+  exec: ["${HOSTILE}"]
+network:
+  egress:
+    - cidr: 127.0.0.1/32
+      ports: [%d]
+  egress_budget: {bytes: 64Ki, per: 1m}
+on_violation: {network: kill}
+`, sink.Addr().(*net.TCPAddr).Port))
+	ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
+	defer cancel()
+	// The call may report a stalled write or fail as the server dies under it.
+	_, _ = h.CallTool(ctx, &mcp.CallToolParams{Name: "tcp_stream", Arguments: map[string]any{"addr": sink.Addr().String(), "bytes": 1 << 20}})
+	if code := h.close(t); code != 137 {
+		t.Errorf("exit status %d, want 137 (killed over budget)\nstderr:\n%s", code, h.stderr.String())
+	}
+	if got := sink.received.Load(); got > budget {
+		t.Errorf("the sink received %d bytes, more than the %d-byte budget; events:\n%s", got, budget, formatEvents(readEvents(t, h.auditLog)))
+	}
+	events := readEvents(t, h.auditLog)
+	var over, killed bool
+	for _, e := range events {
+		over = over || (e.Kind == audit.KindEgressBudget && e.Verdict == audit.VerdictDeny && e.Action == audit.ActionKill)
+		killed = killed || e.Kind == audit.KindKill
+	}
+	if !over || !killed {
+		t.Errorf("want an egress_budget deny with action kill and a kill event, got:\n%s", formatEvents(events))
 	}
 }
