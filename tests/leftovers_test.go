@@ -5,10 +5,14 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/cilium/ebpf"
 
 	"github.com/mcpjail/mcpjail/tests/internal/e2e"
 )
@@ -135,4 +139,74 @@ func TestNoLeftoversAfterMcpjailIsKilled(t *testing.T) {
 	}
 	r.wait()
 	r.assertNothingLeft(t, cleanupDeadline)
+}
+
+// TestNoEBPFObjectsAfterTheRun: the eBPF layer lives and dies with its
+// mcpjail process. A program of mcpjail's loaded during the run and still
+// loaded afterwards, held by no process, would be a pin or an attachment
+// that outlived it. (Programs held by live processes belong to other
+// mcpjail instances on the machine, not to this finished run.)
+func TestNoEBPFObjectsAfterTheRun(t *testing.T) {
+	requireRoot(t)
+	before := mcpjailPrograms(t)
+	first := ebpf.ProgramID(0)
+	for id := range before {
+		first = max(first, id)
+	}
+	profile := hostileProfileFile(t, "e2e-bpf-leftovers", hostileExecProfile)
+	out := jailSpec{profile: profile, name: "e2e-bpf-leftovers"}.run(t, nil, suite.hostile, "exit", "0")
+	if out.code != 0 {
+		t.Fatalf("exit status %d\n%s", out.code, out.stderr)
+	}
+	held := programsHeldByProcesses()
+	var left []string
+	for id, name := range mcpjailPrograms(t) {
+		if id > first && !held[id] {
+			left = append(left, fmt.Sprintf("%s (id %d)", name, id))
+		}
+	}
+	if len(left) > 0 {
+		t.Errorf("eBPF programs of the run outlived it: %v", left)
+	}
+}
+
+// mcpjailPrograms lists loaded programs whose names mcpjail gives them.
+func mcpjailPrograms(t *testing.T) map[ebpf.ProgramID]string {
+	t.Helper()
+	out := map[ebpf.ProgramID]string{}
+	for id := ebpf.ProgramID(0); ; {
+		next, err := ebpf.ProgramGetNextID(id)
+		if err != nil {
+			return out // ENOENT: the end of the list
+		}
+		id = next
+		p, err := ebpf.NewProgramFromID(id)
+		if err != nil {
+			continue // unloaded meanwhile
+		}
+		if info, err := p.Info(); err == nil && strings.HasPrefix(info.Name, "mcpjail_") {
+			out[id] = info.Name
+		}
+		p.Close()
+	}
+}
+
+// programsHeldByProcesses reads every process's fdinfo for prog_id lines.
+func programsHeldByProcesses() map[ebpf.ProgramID]bool {
+	held := map[ebpf.ProgramID]bool{}
+	infos, _ := filepath.Glob("/proc/[0-9]*/fdinfo/*")
+	for _, p := range infos {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(line, "prog_id:"); ok {
+				if n, err := strconv.Atoi(strings.TrimSpace(v)); err == nil {
+					held[ebpf.ProgramID(n)] = true
+				}
+			}
+		}
+	}
+	return held
 }
