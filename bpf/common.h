@@ -15,7 +15,17 @@
 #ifndef MCPJAIL_COMMON_H
 #define MCPJAIL_COMMON_H
 
+/*
+ * Kernel types: vmlinux.h by default (tracepoint programs read kernel
+ * structs with CO-RE). A source that includes the UAPI <linux/bpf.h> first
+ * gets only UAPI types, and so no CO-RE relocation against the context
+ * structs (which the verifier rewrites itself): net.bpf.c does that so its
+ * inet programs load without the kernel's BTF. The two headers cannot be
+ * mixed in one source. This file needs only what both provide.
+ */
+#ifndef __LINUX_BPF_H__
 #include "vmlinux.h"
+#endif
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
 #include <bpf/bpf_core_read.h>
@@ -28,8 +38,9 @@
 #define UNIX_PATH_MAX 108
 #define RINGBUF_BYTES (256 * 1024)
 
-/* Address families and netlink protocols are macros in the UAPI headers,
- * so vmlinux.h lacks them (SOCK_* and IPPROTO_* are enums there). */
+/* Address families and netlink protocols are macros in libc's and the UAPI
+ * netlink headers, so vmlinux.h lacks them (SOCK_* and IPPROTO_* are enums
+ * there; net.bpf.c gets IPPROTO_* from <linux/in.h>). */
 #define AF_UNIX 1
 #define AF_INET 2
 #define AF_INET6 10

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/link"
 	"golang.org/x/sys/unix"
 
@@ -43,8 +44,8 @@ type budgetObjects struct {
 }
 
 // load loads the program and its budget map; shared supplies the maps of
-// common.h the program writes to.
-func (o *budgetObjects) load(shared *netMaps) error {
+// common.h the program writes to, kernelBTF the loader's parsed kernel BTF.
+func (o *budgetObjects) load(shared *netMaps, kernelBTF *btf.Cache) error {
 	spec, err := loadEgress()
 	if err != nil {
 		return fmt.Errorf("egress budget program: %w", err)
@@ -52,7 +53,7 @@ func (o *budgetObjects) load(shared *netMaps) error {
 	opts := &ebpf.CollectionOptions{MapReplacements: map[string]*ebpf.Map{
 		egressMapMcpjailEvents: shared.McpjailEvents,
 		egressMapMcpjailLost:   shared.McpjailLost,
-	}}
+	}, Cache: kernelBTF}
 	if err := spec.LoadAndAssign(o, opts); err != nil {
 		var ve *ebpf.VerifierError
 		if errors.As(err, &ve) {

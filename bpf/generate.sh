@@ -10,9 +10,14 @@
 #   bpftool btf dump file /sys/kernel/btf/vmlinux format c > bpf/vmlinux.h
 set -eu
 cd "$(dirname "$0")"
+# net.bpf.c includes the UAPI <linux/bpf.h> (linux-libc-dev), not vmlinux.h
+# (see common.h). Its <asm/types.h> is in Debian's multiarch directory, which
+# clang's BPF target does not search; it only defines the __u* types, the
+# same on every Linux architecture.
+multiarch=$(dpkg-architecture -qDEB_HOST_MULTIARCH)
 go run github.com/cilium/ebpf/cmd/bpf2go \
 	-cc clang-19 -strip llvm-strip-19 \
-	-cflags "-O2 -g -Wall -Werror" \
+	-cflags "-O2 -g -Wall -Werror -I/usr/include/$multiarch" \
 	-target bpfel -go-package bpf \
 	-type jail -type port_set -type port_range -type egress4_key -type egress6_key \
 	-type unix_key -type event_header -type net_event \

@@ -156,7 +156,7 @@ func (j *Jail) insert(ov profiles.OnViolation) error {
 
 // attach links every program to the jail's cgroup.
 func (j *Jail) attach(cgroupPath string) error {
-	p := &j.loader.objs.netPrograms
+	p := &j.loader.objs
 	for _, a := range []struct {
 		prog *ebpf.Program
 		at   ebpf.AttachType

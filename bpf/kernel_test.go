@@ -146,6 +146,9 @@ func TestNetworkEnforcement(t *testing.T) {
 			audit.KindSendmsg, fmt.Sprintf("127.0.0.1:%d/udp", allowed)},
 		{"unlisted UNIX socket", attempt{Op: "connect", Addr: unlisted}, "EPERM", audit.KindUnixConnect, unlisted},
 		{"listed UNIX socket", attempt{Op: "connect", Addr: listed}, "ok", "", ""},
+		// The kernel's name ends at the first NUL; so does the key.
+		{"listed UNIX socket, bytes after a NUL", attempt{Op: "connect", Addr: listed + "\x00junk"}, "ok", "", ""},
+		{"listed UNIX path plus a byte", attempt{Op: "connect", Addr: listed + "x"}, "EPERM", audit.KindUnixConnect, listed + "x"},
 		{"unlisted UNIX datagram", attempt{Op: "sendto", Addr: unlistedDgram}, "EPERM", audit.KindSendmsg, unlistedDgram},
 		{"abstract UNIX socket", attempt{Op: "connect", Addr: abstract}, "EPERM", audit.KindUnixConnect, abstract},
 		{"listed UNIX datagram", attempt{Op: "sendto", Addr: listedDgram}, "ok", "", ""},

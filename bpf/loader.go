@@ -8,6 +8,7 @@ import (
 	"sync"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/ringbuf"
 )
 
@@ -46,18 +47,6 @@ type Loader struct {
 	nextPolicy uint32
 }
 
-// kernelObjects is what Load asks bpf2go's loader for: programs and maps,
-// not the record-type anchor variable, whose .bss map would otherwise be
-// created and then outlive Close until a garbage collection unmaps it.
-type kernelObjects struct {
-	netPrograms
-	netMaps
-}
-
-func (o *kernelObjects) Close() error {
-	return errors.Join(o.netPrograms.Close(), o.netMaps.Close())
-}
-
 // Load loads the programs and maps into the kernel and starts reading
 // events. ctx bounds the load only; Close ends the loader.
 func Load(ctx context.Context, logger *slog.Logger) (*Loader, error) {
@@ -77,18 +66,21 @@ func Load(ctx context.Context, logger *slog.Logger) (*Loader, error) {
 		policies:   map[uint32]bool{},
 		nextPolicy: 1,
 	}
-	if err := loadNetObjects(&l.objs, nil); err != nil {
+	// One kernel BTF for every object of this load: cilium/ebpf otherwise
+	// parses /sys/kernel/btf/vmlinux (about 11 ms) once per object.
+	kernelBTF := btf.NewCache()
+	if err := loadKernelObjects(&l.objs, kernelBTF); err != nil {
 		var ve *ebpf.VerifierError
 		if errors.As(err, &ve) {
 			return nil, fmt.Errorf("load eBPF programs: %+v", ve)
 		}
 		return nil, fmt.Errorf("load eBPF programs: %w", err)
 	}
-	if err := l.budget.load(&l.objs.netMaps); err != nil {
+	if err := l.budget.load(&l.objs.netMaps, kernelBTF); err != nil {
 		_ = l.objs.Close()
 		return nil, fmt.Errorf("load eBPF programs: %w", err)
 	}
-	w, err := loadWatch(&l.objs.netMaps, logger)
+	w, err := loadWatch(&l.objs.netMaps, kernelBTF, logger)
 	if err != nil {
 		_ = errors.Join(l.budget.Close(), l.objs.Close())
 		return nil, err

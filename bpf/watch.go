@@ -7,6 +7,7 @@ import (
 	"os"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/link"
 
 	"github.com/mcpjail/mcpjail/sandbox/features"
@@ -51,8 +52,9 @@ type tracepoint struct {
 // loadWatch loads the watching programs against the loader's shared maps
 // (one jails map, one ring buffer, one lost counter for every object) and
 // attaches them. tracefs must be mounted to resolve tracepoint ids; it is
-// mounted here if missing. On error nothing of it remains.
-func loadWatch(shared *netMaps, logger *slog.Logger) (_ *watcher, err error) {
+// mounted here if missing. kernelBTF is the loader's parsed kernel BTF,
+// shared so that it is parsed once. On error nothing of it remains.
+func loadWatch(shared *netMaps, kernelBTF *btf.Cache, logger *slog.Logger) (_ *watcher, err error) {
 	w := &watcher{}
 	defer func() {
 		if err != nil {
@@ -64,15 +66,15 @@ func loadWatch(shared *netMaps, logger *slog.Logger) (_ *watcher, err error) {
 		"mcpjail_events": shared.McpjailEvents,
 		"mcpjail_lost":   shared.McpjailLost,
 	}
-	if err := loadExecObjects(&w.exec, &ebpf.CollectionOptions{MapReplacements: replace}); err != nil {
+	if err := loadExecObjects(&w.exec, &ebpf.CollectionOptions{MapReplacements: replace, Cache: kernelBTF}); err != nil {
 		return nil, fmt.Errorf("load exec watch programs: %w", verifierDetail(err))
 	}
 	// One map of saved syscall arguments: a thread is in one syscall at a time.
 	replace["mcpjail_pending"] = w.exec.McpjailPending
-	if err := loadFileObjects(&w.file, &ebpf.CollectionOptions{MapReplacements: replace}); err != nil {
+	if err := loadFileObjects(&w.file, &ebpf.CollectionOptions{MapReplacements: replace, Cache: kernelBTF}); err != nil {
 		return nil, fmt.Errorf("load open watch programs: %w", verifierDetail(err))
 	}
-	if err := loadNetwatchObjects(&w.netwatch, &ebpf.CollectionOptions{MapReplacements: replace}); err != nil {
+	if err := loadNetwatchObjects(&w.netwatch, &ebpf.CollectionOptions{MapReplacements: replace, Cache: kernelBTF}); err != nil {
 		return nil, fmt.Errorf("load network watch programs: %w", verifierDetail(err))
 	}
 

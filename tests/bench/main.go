@@ -1,17 +1,29 @@
-// Command bench measures what mcpjail costs, and prints a table:
+// Command bench measures what mcpjail costs, and prints tables. Sections
+// (all by default; -only picks some):
 //
-//   - MCP round trips: sequential tools/call echo on
+//   - roundtrips: sequential tools/call echo on
 //     @modelcontextprotocol/server-everything from a go-sdk client, run
 //     directly and through `mcpjail run --profile everything`
 //     (target: at least 0.98x the direct throughput);
 //   - startup: `mcpjail run -- /bin/true` against bare /bin/true and
-//     bubblewrap with comparable restrictions (target: at most 1.5x bwrap).
+//     bubblewrap with comparable restrictions (target: at most 1.5x bwrap);
+//   - syscalls: the hostile fixture's connect loop (TCP to an allowed port of
+//     a loopback listener the bench runs) and openat loop (open and close a
+//     readable file), timed by the fixture itself so start-up is excluded:
+//     inside `mcpjail run` against bare (target: at most 1.10x), and bare in
+//     an unrelated process while another jail runs, with its eBPF programs
+//     loaded and attached, against no jail running (target: at most 1.01x).
 //
-// Targets are printed, never asserted. Run as root from the repository:
+// Ways are interleaved round by round, alternating their order, so drift
+// (CPU frequency, page cache) hits all of them alike. Targets are printed,
+// never asserted. Run as root from the repository:
 //
-//	go run ./tests/bench [-calls 10000] [-rounds 3] [-starts 200]
+//	go run ./tests/bench [-only roundtrips,startup,syscalls]
+//	    [-calls 10000] [-rounds 3] [-starts 50]
+//	    [-loop-rounds 7] [-connects 5000] [-opens 100000]
 //
-// It builds mcpjail and installs the pinned reference servers itself.
+// It builds mcpjail and the hostile fixture, and installs the pinned
+// reference servers itself (roundtrips only).
 package main
 
 import (
@@ -31,20 +43,35 @@ import (
 	"github.com/mcpjail/mcpjail/tests/internal/e2e"
 )
 
+// sectionNames are the parts of the benchmark, in the order they run.
+var sectionNames = []string{"roundtrips", "startup", "syscalls"}
+
 type config struct {
 	calls, rounds, warmup, starts int
+	loops                         loopConfig
+	only                          string
 	mcpjail                       string
 	bwrap                         string
 }
 
+// env is what every section shares: the repository, a scratch directory
+// removed at the end, and the mcpjail binary under test.
+type env struct {
+	repo, work, mcpjail string
+}
+
 func main() {
 	var c config
-	flag.IntVar(&c.calls, "calls", 10000, "tools/call echo requests per round")
-	flag.IntVar(&c.rounds, "rounds", 3, "rounds of calls for each way of running the server, interleaved")
-	flag.IntVar(&c.warmup, "warmup", 200, "untimed calls at the start of each round")
-	flag.IntVar(&c.starts, "starts", 200, "runs of /bin/true for each way of starting it")
+	flag.StringVar(&c.only, "only", "", "comma-separated sections to run: "+strings.Join(sectionNames, ", ")+" (default: all)")
+	flag.IntVar(&c.calls, "calls", 10000, "roundtrips: tools/call echo requests per round")
+	flag.IntVar(&c.rounds, "rounds", 3, "roundtrips: rounds of calls for each way of running the server, interleaved")
+	flag.IntVar(&c.warmup, "warmup", 200, "roundtrips: untimed calls at the start of each round")
+	flag.IntVar(&c.starts, "starts", 50, "startup: runs of /bin/true for each way of starting it")
+	flag.IntVar(&c.loops.rounds, "loop-rounds", 7, "syscalls: rounds of each loop for each way, interleaved")
+	flag.IntVar(&c.loops.connects, "connects", 5000, "syscalls: TCP connects per connect loop")
+	flag.IntVar(&c.loops.opens, "opens", 100000, "syscalls: open+close pairs per openat loop")
 	flag.StringVar(&c.mcpjail, "mcpjail", "", "mcpjail binary to measure (default: build ./cmd/mcpjail)")
-	flag.StringVar(&c.bwrap, "bwrap", "/usr/bin/bwrap", "bubblewrap binary")
+	flag.StringVar(&c.bwrap, "bwrap", "/usr/bin/bwrap", "startup: bubblewrap binary")
 	flag.Parse()
 	if err := run(c); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
@@ -53,8 +80,12 @@ func main() {
 }
 
 func run(c config) error {
+	sections, err := parseSections(c.only)
+	if err != nil {
+		return err
+	}
 	if os.Geteuid() != 0 {
-		return fmt.Errorf("run as root: mcpjail needs it for cgroups and a PID namespace")
+		return fmt.Errorf("run as root: mcpjail needs it for cgroups, a PID namespace and eBPF")
 	}
 	ctx := context.Background()
 	repo, err := e2e.RepoRoot(".")
@@ -66,51 +97,50 @@ func run(c config) error {
 		return err
 	}
 	defer os.RemoveAll(work)
-	if c.mcpjail == "" {
-		c.mcpjail = filepath.Join(work, "mcpjail")
+	e := env{repo: repo, work: work, mcpjail: c.mcpjail}
+	if e.mcpjail == "" {
+		e.mcpjail = filepath.Join(work, "mcpjail")
 		fmt.Fprintln(os.Stderr, "building mcpjail ...")
-		if err := e2e.GoBuild(ctx, repo, "./cmd/mcpjail", c.mcpjail); err != nil {
+		if err := e2e.GoBuild(ctx, repo, "./cmd/mcpjail", e.mcpjail); err != nil {
 			return err
 		}
 	}
-	fmt.Fprintln(os.Stderr, "installing reference servers ...")
-	if err := e2e.InstallServers(ctx, repo); err != nil {
-		return err
-	}
-	// The everything profile reads the package from beneath --workdir.
-	modules, err := e2e.CopyModules(ctx, repo, work)
-	if err != nil {
-		return err
-	}
 	printHost()
-
-	script := e2e.ServerScript(modules, "everything")
-	servers := []way{
-		{"direct", commandOf("node", script, "stdio")},
-		{"mcpjail --profile everything", commandOf(c.mcpjail, "run", "--profile", "everything", "--workdir", work, "--", "node", script, "stdio")},
+	if sections["roundtrips"] {
+		if err := benchRoundTrips(ctx, e, c); err != nil {
+			return fmt.Errorf("roundtrips: %w", err)
+		}
 	}
-	fmt.Fprintf(os.Stderr, "round trips: %d rounds x %d calls ...\n", c.rounds, c.calls)
-	rts, err := compareRoundTrips(ctx, servers, c.rounds, c.calls, c.warmup)
-	if err != nil {
-		return err
+	if sections["startup"] {
+		if err := benchStartup(ctx, e, c); err != nil {
+			return fmt.Errorf("startup: %w", err)
+		}
 	}
-	printRoundTrips(rts, c)
-
-	starters := []way{
-		{"bare /bin/true", commandOf("/bin/true")},
-		{"bwrap /bin/true", commandOf(bwrapArgs(c.bwrap)...)},
-		{"mcpjail run -- /bin/true", commandOf(c.mcpjail, "run", "--", "/bin/true")},
+	if sections["syscalls"] {
+		if err := benchSyscalls(ctx, e, c.loops); err != nil {
+			return fmt.Errorf("syscalls: %w", err)
+		}
 	}
-	if _, err := os.Stat(c.bwrap); err != nil {
-		return fmt.Errorf("bubblewrap: %w (apt-get install bubblewrap)", err)
-	}
-	fmt.Fprintf(os.Stderr, "startup: %d runs each ...\n", c.starts)
-	times, err := measureStartups(ctx, starters, c.starts)
-	if err != nil {
-		return err
-	}
-	printStartups(starters, times, c)
 	return nil
+}
+
+// parseSections reads -only; empty means every section.
+func parseSections(only string) (map[string]bool, error) {
+	out := map[string]bool{}
+	if strings.TrimSpace(only) == "" {
+		for _, s := range sectionNames {
+			out[s] = true
+		}
+		return out, nil
+	}
+	for _, s := range strings.Split(only, ",") {
+		s = strings.TrimSpace(s)
+		if !slices.Contains(sectionNames, s) {
+			return nil, fmt.Errorf("-only: unknown section %q (want %s)", s, strings.Join(sectionNames, ", "))
+		}
+		out[s] = true
+	}
+	return out, nil
 }
 
 func printHost() {
@@ -120,34 +150,6 @@ func printHost() {
 	fmt.Printf("host: Linux %s, %d CPUs, %s, node %s, %s\n\n",
 		unix.ByteSliceToString(u.Release[:]), runtime.NumCPU(), runtime.Version(),
 		strings.TrimSpace(string(node)), time.Now().UTC().Format(time.RFC3339))
-}
-
-func printRoundTrips(rts []roundTrips, c config) {
-	fmt.Printf("MCP round trips: tools/call echo on server-everything, %d rounds x %d calls (after %d warm-up calls)\n", c.rounds, c.calls, c.warmup)
-	rows := [][]string{{"", "calls/s (median round)", "latency median", "min", "max"}}
-	var perSec []float64
-	for _, r := range rts {
-		tp := medianFloat(r.throughput)
-		perSec = append(perSec, tp)
-		s := summarize(r.latencies)
-		rows = append(rows, []string{r.name, fmt.Sprintf("%.0f", tp), ms(s.median), ms(s.min), ms(s.max)})
-	}
-	table(os.Stdout, rows)
-	fmt.Printf("throughput ratio jailed/direct: %s (target >= 0.98)\n\n", ratio(perSec[1], perSec[0]))
-}
-
-func printStartups(ways []way, times [][]time.Duration, c config) {
-	fmt.Printf("startup: fork, set up, exec /bin/true, exit, wait; %d runs each, interleaved\n", c.starts)
-	rows := [][]string{{"", "median", "min", "max"}}
-	med := make([]float64, len(ways))
-	for i, w := range ways {
-		s := summarize(times[i])
-		med[i] = float64(s.median)
-		rows = append(rows, []string{w.name, ms(s.median), ms(s.min), ms(s.max)})
-	}
-	table(os.Stdout, rows)
-	fmt.Printf("ratio mcpjail/bwrap (medians): %s (target <= 1.5)\n", ratio(med[2], med[1]))
-	fmt.Printf("ratio mcpjail/bare  (medians): %s\n", ratio(med[2], med[0]))
 }
 
 func medianFloat(xs []float64) float64 {

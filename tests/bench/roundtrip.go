@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"os"
 	"os/exec"
 	"time"
 
@@ -10,6 +11,46 @@ import (
 
 	"github.com/mcpjail/mcpjail/tests/internal/e2e"
 )
+
+// benchRoundTrips compares MCP round trips on server-everything run directly
+// and through `mcpjail run --profile everything`.
+func benchRoundTrips(ctx context.Context, e env, c config) error {
+	fmt.Fprintln(os.Stderr, "installing reference servers ...")
+	if err := e2e.InstallServers(ctx, e.repo); err != nil {
+		return err
+	}
+	// The everything profile reads the package from beneath --workdir.
+	modules, err := e2e.CopyModules(ctx, e.repo, e.work)
+	if err != nil {
+		return err
+	}
+	script := e2e.ServerScript(modules, "everything")
+	servers := []way{
+		{"direct", commandOf("node", script, "stdio")},
+		{"mcpjail --profile everything", commandOf(e.mcpjail, "run", "--profile", "everything", "--workdir", e.work, "--", "node", script, "stdio")},
+	}
+	fmt.Fprintf(os.Stderr, "round trips: %d rounds x %d calls ...\n", c.rounds, c.calls)
+	rts, err := compareRoundTrips(ctx, servers, c.rounds, c.calls, c.warmup)
+	if err != nil {
+		return err
+	}
+	printRoundTrips(rts, c)
+	return nil
+}
+
+func printRoundTrips(rts []roundTrips, c config) {
+	fmt.Printf("MCP round trips: tools/call echo on server-everything, %d rounds x %d calls (after %d warm-up calls)\n", c.rounds, c.calls, c.warmup)
+	rows := [][]string{{"", "calls/s (median round)", "latency median", "min", "max"}}
+	var perSec []float64
+	for _, r := range rts {
+		tp := medianFloat(r.throughput)
+		perSec = append(perSec, tp)
+		s := summarize(r.latencies)
+		rows = append(rows, []string{r.name, fmt.Sprintf("%.0f", tp), ms(s.median), ms(s.min), ms(s.max)})
+	}
+	table(os.Stdout, rows)
+	fmt.Printf("throughput ratio jailed/direct: %s (target >= 0.98)\n\n", ratio(perSec[1], perSec[0]))
+}
 
 // roundTrips is the result of one way of running server-everything.
 type roundTrips struct {

@@ -8,6 +8,39 @@ import (
 	"time"
 )
 
+// benchStartup compares starting /bin/true bare, in bubblewrap and in mcpjail.
+func benchStartup(ctx context.Context, e env, c config) error {
+	if _, err := os.Stat(c.bwrap); err != nil {
+		return fmt.Errorf("bubblewrap: %w (apt-get install bubblewrap)", err)
+	}
+	starters := []way{
+		{"bare /bin/true", commandOf("/bin/true")},
+		{"bwrap /bin/true", commandOf(bwrapArgs(c.bwrap)...)},
+		{"mcpjail run -- /bin/true", commandOf(e.mcpjail, "run", "--", "/bin/true")},
+	}
+	fmt.Fprintf(os.Stderr, "startup: %d runs each ...\n", c.starts)
+	times, err := measureStartups(ctx, starters, c.starts)
+	if err != nil {
+		return err
+	}
+	printStartups(starters, times, c)
+	return nil
+}
+
+func printStartups(ways []way, times [][]time.Duration, c config) {
+	fmt.Printf("startup: fork, set up, exec /bin/true, exit, wait; %d runs each, interleaved\n", c.starts)
+	rows := [][]string{{"", "median", "min", "max"}}
+	med := make([]float64, len(ways))
+	for i, w := range ways {
+		s := summarize(times[i])
+		med[i] = float64(s.median)
+		rows = append(rows, []string{w.name, ms(s.median), ms(s.min), ms(s.max)})
+	}
+	table(os.Stdout, rows)
+	fmt.Printf("ratio mcpjail/bwrap (medians): %s (target <= 1.5)\n", ratio(med[2], med[1]))
+	fmt.Printf("ratio mcpjail/bare  (medians): %s\n\n", ratio(med[2], med[0]))
+}
+
 // measureStartups runs each way's command n times, interleaved, and returns
 // the wall time of each run (fork, sandbox set-up, exec, exit, wait).
 func measureStartups(ctx context.Context, ways []way, n int) ([][]time.Duration, error) {
