@@ -195,12 +195,7 @@ func (j *Jail) Close() error {
 // release closes links and deletes every entry of the jail; entries that
 // were never written are not an error.
 func (j *Jail) release() error {
-	var errs []error
-	for _, lk := range j.links {
-		if err := lk.Close(); err != nil {
-			errs = append(errs, fmt.Errorf("detach jail program: %w", err))
-		}
-	}
+	errs := []error{closeLinks("jail program", j.links)}
 	j.links = nil
 	if err := j.removeBudget(); err != nil {
 		errs = append(errs, err)

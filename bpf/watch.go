@@ -172,12 +172,7 @@ func (w *watcher) purgePending(cgroupID uint64) error {
 
 // close detaches, then unloads. Safe on a partly loaded watcher.
 func (w *watcher) close() error {
-	var errs []error
-	for _, lk := range w.links {
-		if err := lk.Close(); err != nil {
-			errs = append(errs, fmt.Errorf("detach watch program: %w", err))
-		}
-	}
+	errs := []error{closeLinks("watch program", w.links)}
 	w.links = nil
 	for _, c := range []interface{ Close() error }{
 		&w.exec.execPrograms, &w.exec.execMaps,
