@@ -3,7 +3,6 @@ package tests
 import (
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"testing"
@@ -119,22 +118,8 @@ func TestSocketKindsOutsideTheProfileAreRefused(t *testing.T) {
 func TestTwoJailsKeepTheirOwnRules(t *testing.T) {
 	requireRoot(t)
 	a := listenLoopback(t)
-	bln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.2:%d", a.port()))
-	if err != nil {
-		t.Fatalf("listen on 127.0.0.2 with the same port: %v", err)
-	}
-	defer bln.Close()
-	b := &tcpListener{Listener: bln}
-	go func() {
-		for {
-			c, err := bln.Accept()
-			if err != nil {
-				return
-			}
-			b.accepted.Add(1)
-			c.Close()
-		}
-	}()
+	// The same port on another loopback address.
+	b := listenCounting(t, "tcp", fmt.Sprintf("127.0.0.2:%d", a.port()))
 	profile := func(addr string) string {
 		return fmt.Sprintf(`
 filesystem:
@@ -149,8 +134,8 @@ on_violation: {network: deny}
 	ja := startHostile(t, t.TempDir(), profile("127.0.0.1"))
 	jb := startHostile(t, t.TempDir(), profile("127.0.0.2"))
 	expectAllowed(t, ja.attempt(t, "tcp_connect", map[string]any{"addr": a.Addr().String()}))
-	expectDenied(t, ja.attempt(t, "tcp_connect", map[string]any{"addr": bln.Addr().String()}), "EPERM")
-	expectAllowed(t, jb.attempt(t, "tcp_connect", map[string]any{"addr": bln.Addr().String()}))
+	expectDenied(t, ja.attempt(t, "tcp_connect", map[string]any{"addr": b.Addr().String()}), "EPERM")
+	expectAllowed(t, jb.attempt(t, "tcp_connect", map[string]any{"addr": b.Addr().String()}))
 	expectDenied(t, jb.attempt(t, "tcp_connect", map[string]any{"addr": a.Addr().String()}), "EPERM")
 	if a.accepted.Load() != 1 || b.accepted.Load() != 1 {
 		t.Errorf("accepted %d and %d connections, want 1 each", a.accepted.Load(), b.accepted.Load())

@@ -74,7 +74,7 @@ func expectAllowed(t *testing.T, r hostileResult) {
 	}
 }
 
-// tcpListener accepts and counts connections on 127.0.0.1.
+// tcpListener accepts and counts connections (TCP on loopback, or UNIX).
 type tcpListener struct {
 	net.Listener
 	accepted atomic.Int32
@@ -82,7 +82,14 @@ type tcpListener struct {
 
 func listenLoopback(t *testing.T) *tcpListener {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	return listenCounting(t, "tcp", "127.0.0.1:0")
+}
+
+// listenCounting listens on addr and accepts, counts and closes
+// connections until the test ends.
+func listenCounting(t *testing.T, network, addr string) *tcpListener {
+	t.Helper()
+	ln, err := net.Listen(network, addr)
 	if err != nil {
 		t.Fatal(err)
 	}

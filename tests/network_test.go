@@ -32,23 +32,7 @@ on_violation: {network: %s}
 func unixListener(t *testing.T) (string, *tcpListener) {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "service.sock")
-	ln, err := net.Listen("unix", path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	l := &tcpListener{Listener: ln}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			l.accepted.Add(1)
-			c.Close()
-		}
-	}()
-	return path, l
+	return path, listenCounting(t, "unix", path)
 }
 
 // waitForEvent polls the audit log until an event matches or the deadline
