@@ -6,10 +6,8 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
-	"kernel.org/pub/linux/libs/security/libcap/psx"
 
 	"github.com/mcpjail/mcpjail/sandbox/confine"
 )
@@ -116,7 +114,7 @@ func supervise(spec *initSpec) (int, error) {
 	}
 	// PID 1 only waits and relays from here on: it keeps CAP_KILL (the
 	// server may run as another user) and gives up every other capability.
-	if err := keepOnlyCapKill(); err != nil {
+	if err := confine.KeepOnly(1 << unix.CAP_KILL); err != nil {
 		_ = syscall.Kill(pid, syscall.SIGKILL)
 		return ExitRefused, fmt.Errorf("init: drop capabilities: %w", err)
 	}
@@ -138,22 +136,6 @@ func supervise(spec *initSpec) (int, error) {
 			return statusCode(ws), nil
 		}
 	}
-}
-
-// keepOnlyCapKill sets no_new_privs and reduces PID 1's capabilities to
-// CAP_KILL in every set, for all threads of the process.
-func keepOnlyCapKill() error {
-	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
-		return fmt.Errorf("no_new_privs: %w", err)
-	}
-	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
-	data := [2]unix.CapUserData{{Effective: 1 << unix.CAP_KILL, Permitted: 1 << unix.CAP_KILL}}
-	// capset affects only the calling thread; run it on every thread.
-	_, _, errno := psx.Syscall3(unix.SYS_CAPSET, uintptr(unsafe.Pointer(&hdr)), uintptr(unsafe.Pointer(&data[0])), 0)
-	if errno != 0 {
-		return fmt.Errorf("capset: %w", errno)
-	}
-	return nil
 }
 
 // statusCode turns a wait status into a shell-style exit code.

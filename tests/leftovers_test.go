@@ -14,6 +14,7 @@ import (
 
 	"github.com/cilium/ebpf"
 
+	"github.com/mcpjail/mcpjail/sandbox/audit"
 	"github.com/mcpjail/mcpjail/tests/internal/e2e"
 )
 
@@ -209,4 +210,33 @@ func programsHeldByProcesses() map[ebpf.ProgramID]bool {
 		}
 	}
 	return held
+}
+
+// TestPID1KeepsOnlyCapKill: the jail's PID 1 only waits and relays signals,
+// so of root's capabilities it keeps CAP_KILL alone, with no_new_privs.
+func TestPID1KeepsOnlyCapKill(t *testing.T) {
+	requireRoot(t)
+	h := startHostile(t, t.TempDir(), hostileExecProfile)
+	h.serverPID(t) // the server runs: PID 1 has dropped its capabilities
+	start, ok := waitForEvent(t, h.auditLog, func(e audit.Event) bool { return e.Kind == audit.KindStart })
+	if !ok || start.PID == 0 {
+		t.Fatalf("no start event with PID 1's host pid:\n%s", formatEvents(readEvents(t, h.auditLog)))
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", start.PID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{"CapEff": "0000000000000020", "CapPrm": "0000000000000020", "CapInh": "0000000000000000", "CapAmb": "0000000000000000", "NoNewPrivs": "1"}
+	for _, line := range strings.Split(string(b), "\n") {
+		k, v, _ := strings.Cut(line, ":")
+		if w, ok := want[k]; ok {
+			if strings.TrimSpace(v) != w {
+				t.Errorf("PID 1 %s = %s, want %s (CAP_KILL only)", k, strings.TrimSpace(v), w)
+			}
+			delete(want, k)
+		}
+	}
+	if len(want) > 0 {
+		t.Errorf("fields missing from /proc/%d/status: %v", start.PID, want)
+	}
 }

@@ -52,17 +52,34 @@ func lockRootPrivileges(lastCap int) error {
 
 // clearCapabilities empties the ambient, permitted, effective and
 // inheritable sets. Dropping needs no privilege.
-func clearCapabilities() error {
+func clearCapabilities() error { return keepCapabilities(0) }
+
+// KeepOnly sets no_new_privs and reduces every thread's permitted and
+// effective capabilities to keep (a mask of CAP_* bits), clearing the
+// inheritable and ambient sets. The init step's PID 1, which only waits and
+// relays signals, keeps CAP_KILL this way.
+func KeepOnly(keep uint64) error {
+	if err := setNoNewPrivs(); err != nil {
+		return err
+	}
+	return keepCapabilities(keep)
+}
+
+func keepCapabilities(keep uint64) error {
 	if err := allThreadsPrctl(unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_CLEAR_ALL, 0); err != nil {
 		return fmt.Errorf("prctl(PR_CAP_AMBIENT_CLEAR_ALL): %w", err)
 	}
 	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
-	var data [2]unix.CapUserData // version 3: two 32-bit halves, all zero
+	// Version 3: two 32-bit halves.
+	data := [2]unix.CapUserData{
+		{Effective: uint32(keep), Permitted: uint32(keep)},
+		{Effective: uint32(keep >> 32), Permitted: uint32(keep >> 32)},
+	}
 	_, _, errno := psx.Syscall3(unix.SYS_CAPSET, uintptr(unsafe.Pointer(&hdr)), uintptr(unsafe.Pointer(&data[0])), 0)
 	runtime.KeepAlive(&hdr)
 	runtime.KeepAlive(&data)
 	if errno != 0 {
-		return fmt.Errorf("capset to empty sets: %w", errno)
+		return fmt.Errorf("capset to %#x: %w", keep, errno)
 	}
 	return nil
 }
