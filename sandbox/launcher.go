@@ -25,8 +25,7 @@ type Options struct {
 	AuditLog      string // JSON-lines file; "" for none
 	AllowDegraded bool   // run with the layers that exist instead of refusing
 	Argv          []string
-	// Getenv and LookupEnv read mcpjail's own environment (os.Getenv and
-	// os.LookupEnv when nil).
+	// LookupEnv reads mcpjail's own environment (os.LookupEnv when nil).
 	LookupEnv func(string) (string, bool)
 	Logger    *slog.Logger
 }
@@ -40,7 +39,6 @@ type prepared struct {
 	tmpDir   string
 	exe      string
 	env      []string
-	plan     *confine.Plan
 	missing  []string // layers this kernel or privilege level lacks
 	events   *audit.Log
 	network  *bpf.Loader // the eBPF layer; nil when missing
@@ -135,10 +133,13 @@ func prepare(opts Options) (_ *prepared, err error) {
 	if _, err = checkIntegrity(p.exe, p.policy.Server); err != nil {
 		return nil, p.refuse(err)
 	}
-	if p.plan, err = confine.NewPlan(p.confineSpec()); err != nil {
+	// Planned here only to fail closed before anything exists; the init step
+	// plans again inside the jail, where /proc and the credentials are final.
+	plan, err := confine.NewPlan(p.confineSpec())
+	if err != nil {
 		return nil, &Error{Code: ExitRefused, Err: fmt.Errorf("plan confinement: %w", err)}
 	}
-	p.missing = append(p.missing, p.plan.Missing()...)
+	p.missing = append(p.missing, plan.Missing()...)
 	if os.Geteuid() != 0 {
 		p.missing = append(p.missing, "cgroups (not root and no mcpjail daemon: no limits and no cgroup identity)",
 			"pid namespace (not root: the server is not confined to its own PID namespace)",
