@@ -69,6 +69,9 @@ enum event_kind {
 	EVENT_OPEN = 7,          /* file.bpf.c: struct open_event (watch.h) */
 	EVENT_KILL = 8,          /* netwatch.bpf.c: struct kill_event (watch.h) */
 	EVENT_EGRESS_BUDGET = 9, /* egress.bpf.c: struct budget_event */
+	EVENT_SECCOMP = 10,      /* sockwatch.bpf.c: struct seccomp_event (watch.h) */
+	EVENT_FORK = 11,         /* task.bpf.c: struct task_event (watch.h) */
+	EVENT_TASK_EXIT = 12,    /* task.bpf.c: struct task_event (watch.h) */
 };
 
 /* event_header.verdict */
@@ -88,6 +91,7 @@ enum event_action {
 enum event_layer {
 	LAYER_BPF = 0,
 	LAYER_LANDLOCK = 1,
+	LAYER_SECCOMP = 2, /* mcpjail's seccomp deny-list refused the syscall */
 };
 
 /* event_header.reason: why a verdict was reached. */

@@ -6,8 +6,14 @@
 //
 // Life of the layer: Load once per mcpjail process; Register each jail's
 // cgroup with its policy before any process enters it (enforcement is live
-// when Register returns); read Events; Jail.Close once the jail's processes
-// are gone; Loader.Close at exit.
+// when Register returns); read the jail's Events (Loader.Events carries the
+// events no jail claims); Jail.Close once the jail's processes are gone;
+// Loader.Close at exit.
+//
+// The daemon uses LoadPinned instead (pin.go): programs, maps, global
+// links and every jail's links are pinned under a bpffs directory, so that
+// jails stay enforced when the daemon dies, and the next LoadPinned adopts
+// them (Loader.Jails). Cleanup removes it all.
 //
 // Network enforcement (net.bpf.c): cgroup/connect4/6 and sendmsg4/6 check
 // the destination against network.egress (IPv4-mapped IPv6 against the IPv4
@@ -25,12 +31,15 @@
 // kill, for the caller to kill the jail's cgroup. Jail.EgressUsage reads the
 // counters.
 //
-// Watching and kill (exec.bpf.c, file.bpf.c, netwatch.bpf.c; watch.go):
-// syscall tracepoints and tp_btf programs, attached once per Loader (they
-// are global; each returns at once for a task whose cgroup is not a
-// registered jail). Events: exec with the file and argv (ArgsMax bytes);
-// an exec, open or TCP connect the kernel refused with EACCES/EPERM, with
-// the path or address and layer Landlock. With on_violation.exec kill, a
+// Watching and kill (exec.bpf.c, file.bpf.c, netwatch.bpf.c,
+// sockwatch.bpf.c, task.bpf.c; watch.go): syscall tracepoints and tp_btf
+// programs, attached once per Loader (they are global; each returns at once
+// for a task whose cgroup is not a registered jail). Events: exec with the
+// file and argv (ArgsMax bytes); fork (the child's pid) and the end of each
+// process (its status or signal); an exec, open or TCP connect the kernel
+// refused with EACCES/EPERM, with the path or address and layer Landlock; a
+// socket or socketpair the seccomp deny-list refused, with its arguments
+// and layer seccomp. With on_violation.exec kill, a
 // refused exec gets the caller SIGKILLed at sys_exit; with network kill, a
 // network syscall failing with EPERM (or a Landlock-refused connect) does,
 // and the Event has Action kill: the caller then kills the jail's cgroup.

@@ -8,13 +8,27 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/btf"
+	ebpffeatures "github.com/cilium/ebpf/features"
 	"github.com/cilium/ebpf/link"
 	"golang.org/x/sys/unix"
 
 	"github.com/mcpjail/mcpjail/profiles"
 	"github.com/mcpjail/mcpjail/sandbox/audit"
 )
+
+// cgroupSKBHasTaskHelpers reports whether cgroup_skb programs may call the
+// current-task helpers that fill_header uses (Linux 6.1 refuses them); the
+// answer is probed once per process by cilium/ebpf.
+func cgroupSKBHasTaskHelpers() bool {
+	for _, fn := range []asm.BuiltinFunc{asm.FnGetCurrentPidTgid, asm.FnGetCurrentComm, asm.FnGetCurrentCgroupId} {
+		if ebpffeatures.HaveProgramHelper(ebpf.CGroupSKB, fn) != nil {
+			return false
+		}
+	}
+	return true
+}
 
 // MinBudgetWindow is the shortest network.egress_budget window Register
 // accepts: below it the budget is a per-packet limit more than a budget, and
@@ -49,6 +63,11 @@ func (o *budgetObjects) load(shared *netMaps, kernelBTF *btf.Cache) error {
 	spec, err := loadEgress()
 	if err != nil {
 		return fmt.Errorf("egress budget program: %w", err)
+	}
+	if !cgroupSKBHasTaskHelpers() {
+		if err := spec.Variables[egressVarTaskHelpers].Set(uint8(0)); err != nil {
+			return fmt.Errorf("egress budget program: %w", err)
+		}
 	}
 	opts := &ebpf.CollectionOptions{MapReplacements: map[string]*ebpf.Map{
 		egressMapMcpjailEvents: shared.McpjailEvents,
@@ -126,6 +145,7 @@ func (j *Jail) applyBudget(cgroupPath string) error {
 		return fmt.Errorf("attach %s: %w", ebpf.AttachCGroupInetEgress, err)
 	}
 	j.links = append(j.links, lk)
+	j.linkNames = append(j.linkNames, budgetAttachment)
 	return nil
 }
 

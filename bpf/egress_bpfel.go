@@ -68,6 +68,7 @@ const (
 	egressMapMcpjailJails      = "mcpjail_jails"
 	egressMapMcpjailLost       = "mcpjail_lost"
 	egressProgMcpjailEgress    = "mcpjail_egress"
+	egressVarTaskHelpers       = "task_helpers"
 	egressVarUnusedBudgetEvent = "unused_budget_event"
 	egressVarUnusedNetEvent    = "unused_net_event"
 )
@@ -131,6 +132,7 @@ type egressMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type egressVariableSpecs struct {
+	TaskHelpers       *ebpf.VariableSpec `ebpf:"task_helpers"`
 	UnusedBudgetEvent *ebpf.VariableSpec `ebpf:"unused_budget_event"`
 	UnusedNetEvent    *ebpf.VariableSpec `ebpf:"unused_net_event"`
 }
@@ -174,6 +176,7 @@ func (m *egressMaps) Close() error {
 //
 // It can be passed to loadEgressObjects or ebpf.CollectionSpec.LoadAndAssign.
 type egressVariables struct {
+	TaskHelpers       *ebpf.Variable `ebpf:"task_helpers"`
 	UnusedBudgetEvent *ebpf.Variable `ebpf:"unused_budget_event"`
 	UnusedNetEvent    *ebpf.Variable `ebpf:"unused_net_event"`
 }

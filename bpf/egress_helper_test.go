@@ -251,6 +251,7 @@ func (c *collector) waitFor(t *testing.T, what string, match func(Event) bool) E
 	t.Helper()
 	deadline := time.Now().Add(hangBound)
 	for time.Now().Before(deadline) {
+		c.follow()
 		c.mu.Lock()
 		for _, ev := range c.events {
 			if match(ev) {
@@ -269,6 +270,7 @@ func (c *collector) waitFor(t *testing.T, what string, match func(Event) bool) E
 
 // count is how many collected events match accepts.
 func (c *collector) count(match func(Event) bool) int {
+	c.follow()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	n := 0

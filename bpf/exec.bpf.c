@@ -17,12 +17,7 @@
  * says (the path as passed), not whether the exec was refused or whether we
  * kill. A check at sys_enter on the path would be the racy one.
  *
- * sched_process_exit only removes the exiting thread's saved arguments (a
- * thread killed inside a syscall never reaches its sys_exit). Exit events
- * are not emitted: the launcher reports the server's exit, and one event
- * per exiting thread would be noise. There is no
- * fork program: cgroup membership, hence jail identity, is inherited by the
- * kernel, and nothing else needs bookkeeping per task.
+ * Fork and exit (sched_process_fork/exit) are task.bpf.c's.
  */
 #include "watch.h"
 
@@ -152,18 +147,5 @@ int BPF_PROG(mcpjail_exec, struct task_struct *task, pid_t old_pid, struct linux
 	if (len > 0 && bpf_probe_read_user(e->args, len, (const void *)start) == 0)
 		e->args_len = len;
 	bpf_ringbuf_submit(e, 0);
-	return 0;
-}
-
-/* Keyed on the saved entry, not on the jail: a jail closed between a
- * thread's sys_enter and Jail.Close's purge could otherwise leave the
- * thread's entry behind. The cost for the host is still one lookup. */
-SEC("tp_btf/sched_process_exit")
-int BPF_PROG(mcpjail_exit, struct task_struct *task, bool group_dead)
-{
-	__u32 tid = BPF_CORE_READ(task, pid);
-
-	if (bpf_map_lookup_elem(&mcpjail_pending, &tid))
-		bpf_map_delete_elem(&mcpjail_pending, &tid);
 	return 0;
 }

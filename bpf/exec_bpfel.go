@@ -103,25 +103,69 @@ type execPending struct {
 	Pad      uint32
 }
 
+type execSeccompEvent struct {
+	_   structs.HostLayout
+	Hdr struct {
+		_        structs.HostLayout
+		CgroupId uint64
+		BootNs   uint64
+		Tgid     uint32
+		Tid      uint32
+		Comm     [16]int8
+		Kind     uint16
+		Verdict  uint8
+		Reason   uint8
+		Action   uint8
+		Layer    uint8
+		Pad      uint16
+	}
+	Ret      int32
+	Syscall  uint16
+	HaveArgs uint8
+	Pad      uint8
+	Args     [6]uint64
+}
+
+type execTaskEvent struct {
+	_   structs.HostLayout
+	Hdr struct {
+		_        structs.HostLayout
+		CgroupId uint64
+		BootNs   uint64
+		Tgid     uint32
+		Tid      uint32
+		Comm     [16]int8
+		Kind     uint16
+		Verdict  uint8
+		Reason   uint8
+		Action   uint8
+		Layer    uint8
+		Pad      uint16
+	}
+	Child    uint32
+	ExitCode int32
+}
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	execMapMcpjailEvents   = "mcpjail_events"
-	execMapMcpjailJails    = "mcpjail_jails"
-	execMapMcpjailLost     = "mcpjail_lost"
-	execMapMcpjailPending  = "mcpjail_pending"
-	execProgMcpjailExaIn   = "mcpjail_exa_in"
-	execProgMcpjailExaOut  = "mcpjail_exa_out"
-	execProgMcpjailExeIn   = "mcpjail_exe_in"
-	execProgMcpjailExeOut  = "mcpjail_exe_out"
-	execProgMcpjailExec    = "mcpjail_exec"
-	execProgMcpjailExit    = "mcpjail_exit"
-	execVarUnusedExecEvent = "unused_exec_event"
-	execVarUnusedKillEvent = "unused_kill_event"
-	execVarUnusedNetEvent  = "unused_net_event"
-	execVarUnusedOpenEvent = "unused_open_event"
-	execVarUnusedPending   = "unused_pending"
+	execMapMcpjailEvents      = "mcpjail_events"
+	execMapMcpjailJails       = "mcpjail_jails"
+	execMapMcpjailLost        = "mcpjail_lost"
+	execMapMcpjailPending     = "mcpjail_pending"
+	execProgMcpjailExaIn      = "mcpjail_exa_in"
+	execProgMcpjailExaOut     = "mcpjail_exa_out"
+	execProgMcpjailExeIn      = "mcpjail_exe_in"
+	execProgMcpjailExeOut     = "mcpjail_exe_out"
+	execProgMcpjailExec       = "mcpjail_exec"
+	execVarUnusedExecEvent    = "unused_exec_event"
+	execVarUnusedKillEvent    = "unused_kill_event"
+	execVarUnusedNetEvent     = "unused_net_event"
+	execVarUnusedOpenEvent    = "unused_open_event"
+	execVarUnusedPending      = "unused_pending"
+	execVarUnusedSeccompEvent = "unused_seccomp_event"
+	execVarUnusedTaskEvent    = "unused_task_event"
 )
 
 // loadExec returns the embedded CollectionSpec for exec.
@@ -171,7 +215,6 @@ type execProgramSpecs struct {
 	McpjailExeIn  *ebpf.ProgramSpec `ebpf:"mcpjail_exe_in"`
 	McpjailExeOut *ebpf.ProgramSpec `ebpf:"mcpjail_exe_out"`
 	McpjailExec   *ebpf.ProgramSpec `ebpf:"mcpjail_exec"`
-	McpjailExit   *ebpf.ProgramSpec `ebpf:"mcpjail_exit"`
 }
 
 // execMapSpecs contains maps before they are loaded into the kernel.
@@ -188,11 +231,13 @@ type execMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type execVariableSpecs struct {
-	UnusedExecEvent *ebpf.VariableSpec `ebpf:"unused_exec_event"`
-	UnusedKillEvent *ebpf.VariableSpec `ebpf:"unused_kill_event"`
-	UnusedNetEvent  *ebpf.VariableSpec `ebpf:"unused_net_event"`
-	UnusedOpenEvent *ebpf.VariableSpec `ebpf:"unused_open_event"`
-	UnusedPending   *ebpf.VariableSpec `ebpf:"unused_pending"`
+	UnusedExecEvent    *ebpf.VariableSpec `ebpf:"unused_exec_event"`
+	UnusedKillEvent    *ebpf.VariableSpec `ebpf:"unused_kill_event"`
+	UnusedNetEvent     *ebpf.VariableSpec `ebpf:"unused_net_event"`
+	UnusedOpenEvent    *ebpf.VariableSpec `ebpf:"unused_open_event"`
+	UnusedPending      *ebpf.VariableSpec `ebpf:"unused_pending"`
+	UnusedSeccompEvent *ebpf.VariableSpec `ebpf:"unused_seccomp_event"`
+	UnusedTaskEvent    *ebpf.VariableSpec `ebpf:"unused_task_event"`
 }
 
 // execObjects contains all objects after they have been loaded into the kernel.
@@ -234,11 +279,13 @@ func (m *execMaps) Close() error {
 //
 // It can be passed to loadExecObjects or ebpf.CollectionSpec.LoadAndAssign.
 type execVariables struct {
-	UnusedExecEvent *ebpf.Variable `ebpf:"unused_exec_event"`
-	UnusedKillEvent *ebpf.Variable `ebpf:"unused_kill_event"`
-	UnusedNetEvent  *ebpf.Variable `ebpf:"unused_net_event"`
-	UnusedOpenEvent *ebpf.Variable `ebpf:"unused_open_event"`
-	UnusedPending   *ebpf.Variable `ebpf:"unused_pending"`
+	UnusedExecEvent    *ebpf.Variable `ebpf:"unused_exec_event"`
+	UnusedKillEvent    *ebpf.Variable `ebpf:"unused_kill_event"`
+	UnusedNetEvent     *ebpf.Variable `ebpf:"unused_net_event"`
+	UnusedOpenEvent    *ebpf.Variable `ebpf:"unused_open_event"`
+	UnusedPending      *ebpf.Variable `ebpf:"unused_pending"`
+	UnusedSeccompEvent *ebpf.Variable `ebpf:"unused_seccomp_event"`
+	UnusedTaskEvent    *ebpf.Variable `ebpf:"unused_task_event"`
 }
 
 // execPrograms contains all programs after they have been loaded into the kernel.
@@ -250,7 +297,6 @@ type execPrograms struct {
 	McpjailExeIn  *ebpf.Program `ebpf:"mcpjail_exe_in"`
 	McpjailExeOut *ebpf.Program `ebpf:"mcpjail_exe_out"`
 	McpjailExec   *ebpf.Program `ebpf:"mcpjail_exec"`
-	McpjailExit   *ebpf.Program `ebpf:"mcpjail_exit"`
 }
 
 func (p *execPrograms) Close() error {
@@ -260,7 +306,6 @@ func (p *execPrograms) Close() error {
 		p.McpjailExeIn,
 		p.McpjailExeOut,
 		p.McpjailExec,
-		p.McpjailExit,
 	)
 }
 

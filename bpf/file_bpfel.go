@@ -34,23 +34,25 @@ type filePending struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	fileMapMcpjailEvents   = "mcpjail_events"
-	fileMapMcpjailJails    = "mcpjail_jails"
-	fileMapMcpjailLost     = "mcpjail_lost"
-	fileMapMcpjailPending  = "mcpjail_pending"
-	fileProgMcpjailCrtIn   = "mcpjail_crt_in"
-	fileProgMcpjailCrtOut  = "mcpjail_crt_out"
-	fileProgMcpjailOldIn   = "mcpjail_old_in"
-	fileProgMcpjailOldOut  = "mcpjail_old_out"
-	fileProgMcpjailOp2In   = "mcpjail_op2_in"
-	fileProgMcpjailOp2Out  = "mcpjail_op2_out"
-	fileProgMcpjailOpnIn   = "mcpjail_opn_in"
-	fileProgMcpjailOpnOut  = "mcpjail_opn_out"
-	fileVarUnusedExecEvent = "unused_exec_event"
-	fileVarUnusedKillEvent = "unused_kill_event"
-	fileVarUnusedNetEvent  = "unused_net_event"
-	fileVarUnusedOpenEvent = "unused_open_event"
-	fileVarUnusedPending   = "unused_pending"
+	fileMapMcpjailEvents      = "mcpjail_events"
+	fileMapMcpjailJails       = "mcpjail_jails"
+	fileMapMcpjailLost        = "mcpjail_lost"
+	fileMapMcpjailPending     = "mcpjail_pending"
+	fileProgMcpjailCrtIn      = "mcpjail_crt_in"
+	fileProgMcpjailCrtOut     = "mcpjail_crt_out"
+	fileProgMcpjailOldIn      = "mcpjail_old_in"
+	fileProgMcpjailOldOut     = "mcpjail_old_out"
+	fileProgMcpjailOp2In      = "mcpjail_op2_in"
+	fileProgMcpjailOp2Out     = "mcpjail_op2_out"
+	fileProgMcpjailOpnIn      = "mcpjail_opn_in"
+	fileProgMcpjailOpnOut     = "mcpjail_opn_out"
+	fileVarUnusedExecEvent    = "unused_exec_event"
+	fileVarUnusedKillEvent    = "unused_kill_event"
+	fileVarUnusedNetEvent     = "unused_net_event"
+	fileVarUnusedOpenEvent    = "unused_open_event"
+	fileVarUnusedPending      = "unused_pending"
+	fileVarUnusedSeccompEvent = "unused_seccomp_event"
+	fileVarUnusedTaskEvent    = "unused_task_event"
 )
 
 // loadFile returns the embedded CollectionSpec for file.
@@ -119,11 +121,13 @@ type fileMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type fileVariableSpecs struct {
-	UnusedExecEvent *ebpf.VariableSpec `ebpf:"unused_exec_event"`
-	UnusedKillEvent *ebpf.VariableSpec `ebpf:"unused_kill_event"`
-	UnusedNetEvent  *ebpf.VariableSpec `ebpf:"unused_net_event"`
-	UnusedOpenEvent *ebpf.VariableSpec `ebpf:"unused_open_event"`
-	UnusedPending   *ebpf.VariableSpec `ebpf:"unused_pending"`
+	UnusedExecEvent    *ebpf.VariableSpec `ebpf:"unused_exec_event"`
+	UnusedKillEvent    *ebpf.VariableSpec `ebpf:"unused_kill_event"`
+	UnusedNetEvent     *ebpf.VariableSpec `ebpf:"unused_net_event"`
+	UnusedOpenEvent    *ebpf.VariableSpec `ebpf:"unused_open_event"`
+	UnusedPending      *ebpf.VariableSpec `ebpf:"unused_pending"`
+	UnusedSeccompEvent *ebpf.VariableSpec `ebpf:"unused_seccomp_event"`
+	UnusedTaskEvent    *ebpf.VariableSpec `ebpf:"unused_task_event"`
 }
 
 // fileObjects contains all objects after they have been loaded into the kernel.
@@ -165,11 +169,13 @@ func (m *fileMaps) Close() error {
 //
 // It can be passed to loadFileObjects or ebpf.CollectionSpec.LoadAndAssign.
 type fileVariables struct {
-	UnusedExecEvent *ebpf.Variable `ebpf:"unused_exec_event"`
-	UnusedKillEvent *ebpf.Variable `ebpf:"unused_kill_event"`
-	UnusedNetEvent  *ebpf.Variable `ebpf:"unused_net_event"`
-	UnusedOpenEvent *ebpf.Variable `ebpf:"unused_open_event"`
-	UnusedPending   *ebpf.Variable `ebpf:"unused_pending"`
+	UnusedExecEvent    *ebpf.Variable `ebpf:"unused_exec_event"`
+	UnusedKillEvent    *ebpf.Variable `ebpf:"unused_kill_event"`
+	UnusedNetEvent     *ebpf.Variable `ebpf:"unused_net_event"`
+	UnusedOpenEvent    *ebpf.Variable `ebpf:"unused_open_event"`
+	UnusedPending      *ebpf.Variable `ebpf:"unused_pending"`
+	UnusedSeccompEvent *ebpf.Variable `ebpf:"unused_seccomp_event"`
+	UnusedTaskEvent    *ebpf.Variable `ebpf:"unused_task_event"`
 }
 
 // filePrograms contains all programs after they have been loaded into the kernel.

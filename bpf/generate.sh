@@ -42,6 +42,9 @@ watch() {
 		-target bpfel -go-package bpf \
 		"$@"
 }
-watch -type pending -type exec_event -type open_event -type kill_event exec exec.bpf.c
+watch -type pending -type exec_event -type open_event -type kill_event \
+	-type seccomp_event -type task_event exec exec.bpf.c
 watch file file.bpf.c
 watch netwatch netwatch.bpf.c
+watch sockwatch sockwatch.bpf.c
+watch task task.bpf.c

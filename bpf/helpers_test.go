@@ -219,22 +219,54 @@ func newLoader(t *testing.T) *Loader {
 	return l
 }
 
-// collector keeps every event the loader delivers.
+// collector keeps every event the loader delivers: on its own channel and
+// on the channel of every jail registered (followed as they appear).
 type collector struct {
-	mu     sync.Mutex
-	events []Event
+	l        *Loader
+	mu       sync.Mutex
+	events   []Event
+	followed map[*Jail]bool
 }
 
 func collect(l *Loader) *collector {
-	c := &collector{}
+	c := &collector{l: l, followed: map[*Jail]bool{}}
+	go c.read(l.Events())
 	go func() {
-		for ev := range l.Events() {
-			c.mu.Lock()
-			c.events = append(c.events, ev)
-			c.mu.Unlock()
+		// A jail's channel buffers its events until it is followed; the
+		// accessors follow too, before they look.
+		tick := time.NewTicker(time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-l.done:
+				return
+			case <-tick.C:
+				c.follow()
+			}
 		}
 	}()
 	return c
+}
+
+func (c *collector) read(events <-chan Event) {
+	for ev := range events {
+		c.mu.Lock()
+		c.events = append(c.events, ev)
+		c.mu.Unlock()
+	}
+}
+
+// follow starts reading the channel of every jail not followed yet.
+func (c *collector) follow() {
+	for _, j := range c.l.Jails() {
+		c.mu.Lock()
+		seen := c.followed[j]
+		c.followed[j] = true
+		c.mu.Unlock()
+		if !seen {
+			go c.read(j.Events())
+		}
+	}
 }
 
 // wait returns the first event matching want's kind, target and pid.
@@ -242,6 +274,7 @@ func (c *collector) wait(t *testing.T, kind, target string, pid int) Event {
 	t.Helper()
 	deadline := time.Now().Add(hangBound)
 	for time.Now().Before(deadline) {
+		c.follow()
 		c.mu.Lock()
 		for _, ev := range c.events {
 			if string(ev.Kind) == kind && ev.Target == target && ev.PID == pid {

@@ -3,7 +3,6 @@ package bpf
 import (
 	"errors"
 	"fmt"
-	"sync"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
@@ -20,17 +19,31 @@ type Jail struct {
 	rules    *rules
 	budget   *egressBudgetState // nil: the policy has no egress budget (egress.go)
 	links    []link.Link
+	// linkNames name links, in order: their pin names (jailAttachments).
+	linkNames []string
+	route     *route
+	// pinPath is the jail's pin directory under a pinned loader (jailpin.go);
+	// "" when nothing of it is pinned.
+	pinPath string
+	adopted bool
 
-	closeOnce sync.Once
-	closeErr  error
+	// closed and closeErr are guarded by loader.mu.
+	closed   bool
+	closeErr error
 }
 
 // CgroupID is the v2 cgroup id the jail was registered with.
 func (j *Jail) CgroupID() uint64 { return j.cgroupID }
 
+// Adopted reports whether LoadPinned found the jail pinned by an earlier
+// loader, rather than this loader's Register creating it.
+func (j *Jail) Adopted() bool { return j.adopted }
+
 // Register enforces p's network rules on every task in the v2 cgroup at
 // cgroupPath, whose id must be cgroupID. Enforcement is live when it returns.
-// On error nothing of the jail remains in the kernel.
+// On error nothing of the jail remains in the kernel. The jail's events go
+// to its Events channel from the start. Under a pinned loader the jail's
+// links are pinned too, and outlive this process until Jail.Close.
 //
 // The programs are attached to the jail's own cgroup, not to a shared parent:
 // they then never run for any other process on the host (zero cost outside
@@ -65,8 +78,11 @@ func (l *Loader) Register(cgroupID uint64, cgroupPath string, p *profiles.Policy
 		return nil, fmt.Errorf("register jail %s: %w", cgroupPath, err)
 	}
 	j := &Jail{loader: l, cgroupID: cgroupID, policyID: policyID, rules: r, budget: budget}
+	// Before anything is attached, so that no event of the jail goes elsewhere.
+	j.route = l.addRoute(cgroupID, true)
 	defer func() {
 		if err != nil {
+			l.retireRoute(cgroupID, j.route)
 			if rerr := j.release(); rerr != nil {
 				// The map is ours: a failed delete here means a kernel error, not a policy one.
 				l.logger.Error("roll back refused jail registration", "err", rerr)
@@ -82,6 +98,11 @@ func (l *Loader) Register(cgroupID uint64, cgroupPath string, p *profiles.Policy
 	}
 	if err := j.applyBudget(cgroupPath); err != nil {
 		return nil, fmt.Errorf("register jail %s: %w", cgroupPath, err)
+	}
+	if l.pin != nil {
+		if err := j.pinLinks(); err != nil {
+			return nil, fmt.Errorf("register jail %s: %w", cgroupPath, err)
+		}
 	}
 	l.policies[policyID] = true
 	l.jails[cgroupID] = j
@@ -154,49 +175,84 @@ func (j *Jail) insert(ov profiles.OnViolation) error {
 	return nil
 }
 
-// attach links every program to the jail's cgroup.
+// attachment is one program attached to a jail's cgroup.
+type attachment struct {
+	name string // pin name under the jail's pin directory
+	prog *ebpf.Program
+	at   ebpf.AttachType
+}
+
+// jailAttachments lists the programs attached to every jail's cgroup: the
+// UNIX ones only where the kernel loaded them (Loader.Missing reports their
+// absence). The egress budget's (egress.go) is apart: only some jails have it.
+func (l *Loader) jailAttachments() []attachment {
+	p := &l.objs
+	all := []attachment{
+		{"connect4", p.McpjailConn4, ebpf.AttachCGroupInet4Connect},
+		{"connect6", p.McpjailConn6, ebpf.AttachCGroupInet6Connect},
+		{"sendmsg4", p.McpjailSend4, ebpf.AttachCGroupUDP4Sendmsg},
+		{"sendmsg6", p.McpjailSend6, ebpf.AttachCGroupUDP6Sendmsg},
+		{"sock_create", p.McpjailSock, ebpf.AttachCGroupInetSockCreate},
+	}
+	if l.unixErr == nil {
+		all = append(all, attachment{"connect_unix", p.McpjailConnun, ebpf.AttachCgroupUnixConnect},
+			attachment{"sendmsg_unix", p.McpjailSendun, ebpf.AttachCgroupUnixSendmsg})
+	}
+	return all
+}
+
+// attach links every program of jailAttachments to the jail's cgroup.
 func (j *Jail) attach(cgroupPath string) error {
-	p := &j.loader.objs
-	for _, a := range []struct {
-		prog *ebpf.Program
-		at   ebpf.AttachType
-	}{
-		{p.McpjailConn4, ebpf.AttachCGroupInet4Connect},
-		{p.McpjailConn6, ebpf.AttachCGroupInet6Connect},
-		{p.McpjailSend4, ebpf.AttachCGroupUDP4Sendmsg},
-		{p.McpjailSend6, ebpf.AttachCGroupUDP6Sendmsg},
-		{p.McpjailConnun, ebpf.AttachCgroupUnixConnect},
-		{p.McpjailSendun, ebpf.AttachCgroupUnixSendmsg},
-		{p.McpjailSock, ebpf.AttachCGroupInetSockCreate},
-	} {
+	for _, a := range j.loader.jailAttachments() {
 		lk, err := link.AttachCgroup(link.CgroupOptions{Path: cgroupPath, Attach: a.at, Program: a.prog})
 		if err != nil {
 			return fmt.Errorf("attach %s: %w", a.at, err)
 		}
 		j.links = append(j.links, lk)
+		j.linkNames = append(j.linkNames, a.name)
 	}
 	return nil
 }
 
-// Close detaches the jail's programs and removes its map entries. Detaching
-// comes first so that no program runs for the jail without its entries.
+// Close detaches the jail's programs, removes its map entries and, under a
+// pinned loader, its pins. Detaching comes first so that no program runs
+// for the jail without its entries. The jail's Events channel is closed
+// once the records written before Close have been delivered on it.
+//
+// Once a pinned loader is closed, its jails stay pinned and enforced, and
+// Close of such a jail is an error: the next LoadPinned adopts it.
 func (j *Jail) Close() error {
-	j.closeOnce.Do(func() {
-		l := j.loader
-		l.mu.Lock()
-		defer l.mu.Unlock()
-		j.closeErr = j.release()
-		delete(l.jails, j.cgroupID)
-		delete(l.policies, j.policyID)
-	})
+	l := j.loader
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if j.closed {
+		return j.closeErr
+	}
+	if l.closed && l.pin != nil {
+		return fmt.Errorf("unregister jail (cgroup id %d): the pinned eBPF loader is closed; the jail stays pinned for the next one to adopt", j.cgroupID)
+	}
+	if err := j.uncommitPins(); err != nil {
+		// Nothing changed yet: the jail stays whole, and Close can be tried again.
+		return fmt.Errorf("unregister jail (cgroup id %d): %w", j.cgroupID, err)
+	}
+	j.closed = true
+	j.closeErr = j.release()
+	delete(l.jails, j.cgroupID)
+	delete(l.policies, j.policyID)
+	l.retireRoute(j.cgroupID, j.route)
 	return j.closeErr
 }
 
 // release closes links and deletes every entry of the jail; entries that
 // were never written are not an error.
 func (j *Jail) release() error {
-	errs := []error{closeLinks("jail program", j.links)}
-	j.links = nil
+	var errs []error
+	if j.pinPath != "" {
+		// Before the links close: a pin would keep its link attached.
+		errs = append(errs, j.unpinLinks())
+	}
+	errs = append(errs, closeLinks("jail program", j.links))
+	j.links, j.linkNames = nil, nil
 	if err := j.removeBudget(); err != nil {
 		errs = append(errs, err)
 	}
@@ -219,6 +275,10 @@ func (j *Jail) release() error {
 	}
 	for _, k := range j.rules.unix {
 		del("UNIX socket rule", m.McpjailUnix, &k)
+	}
+	if j.pinPath != "" && errors.Join(errs...) == nil {
+		// Last: a directory left behind tells the next LoadPinned to finish the job.
+		errs = append(errs, j.removePinDir())
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("unregister jail (cgroup id %d): %w", j.cgroupID, err)

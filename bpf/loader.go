@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"sync"
 
-	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/ringbuf"
 )
@@ -19,10 +18,10 @@ const eventQueue = 256
 
 // Loader owns the loaded programs and maps and the event reader.
 //
-// Nothing is pinned: programs, maps and links live as long as this process
+// Load pins nothing: programs, maps and links live as long as this process
 // holds their descriptors, so nothing of a jail outlives mcpjail, and bpffs
-// is not needed (Load does not mount it). A daemon that pins will mount it
-// with features.EnsureBPFFS and say so.
+// is not needed. LoadPinned (pin.go) is the daemon's: everything is pinned
+// under a bpffs directory and outlives the process.
 type Loader struct {
 	logger *slog.Logger
 	objs   kernelObjects
@@ -30,15 +29,28 @@ type Loader struct {
 	// lost maps. Apart from objs because LoadAndAssign of net would look
 	// for its fields in net's ELF.
 	budget budgetObjects
+	// unixErr says why the UNIX socket programs did not load (nil when they
+	// did): jails then get no connect_unix/sendmsg_unix filter (see Missing).
+	unixErr error
 	// watch holds the tracepoint programs (exec, open, network kill),
 	// attached once for every jail; they share objs' jails, event and lost maps.
 	watch  *watcher
 	reader *ringbuf.Reader
-	events chan Event
+	events chan Event // events of cgroups no jail claims
 	stop   chan struct{}
 	done   chan struct{} // closed when the reading goroutine has returned
-	// flushed is signalled when the reader has passed a Sync flush point.
-	flushed chan struct{}
+
+	// pin is the pinned state's directory and lock; nil for Load.
+	pin *pinDir
+
+	// rmu guards the routing of events to jails (route.go). It is never
+	// held while sending, and never taken before mu.
+	rmu      sync.Mutex
+	routes   map[uint64]*route // by cgroup id
+	open     map[*route]bool   // routes whose channel is not closed yet
+	waiters  []flushWaiter
+	flushGen uint64 // flush points the reader has passed
+	stopped  bool   // the reader has returned
 
 	mu         sync.Mutex
 	closed     bool
@@ -47,58 +59,104 @@ type Loader struct {
 	nextPolicy uint32
 }
 
-// Load loads the programs and maps into the kernel and starts reading
-// events. ctx bounds the load only; Close ends the loader.
-func Load(ctx context.Context, logger *slog.Logger) (*Loader, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("load eBPF programs: %w", err)
-	}
+// makeLoader is a Loader with nothing loaded yet.
+func makeLoader(logger *slog.Logger) *Loader {
 	if logger == nil {
 		logger = slog.Default()
 	}
-	l := &Loader{
+	return &Loader{
 		logger:     logger,
 		events:     make(chan Event, eventQueue),
 		stop:       make(chan struct{}),
 		done:       make(chan struct{}),
-		flushed:    make(chan struct{}, 1),
+		routes:     map[uint64]*route{},
+		open:       map[*route]bool{},
 		jails:      map[uint64]*Jail{},
 		policies:   map[uint32]bool{},
 		nextPolicy: 1,
 	}
-	// One kernel BTF for every object of this load: cilium/ebpf otherwise
-	// parses /sys/kernel/btf/vmlinux (about 11 ms) once per object.
-	kernelBTF := btf.NewCache()
-	if err := loadKernelObjects(&l.objs, kernelBTF); err != nil {
-		var ve *ebpf.VerifierError
-		if errors.As(err, &ve) {
-			return nil, fmt.Errorf("load eBPF programs: %+v", ve)
-		}
+}
+
+// Load loads the programs and maps into the kernel, attaches the global
+// (tracepoint) programs and starts reading events. ctx bounds the load
+// only; Close ends the loader.
+func Load(ctx context.Context, logger *slog.Logger) (*Loader, error) {
+	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("load eBPF programs: %w", err)
 	}
-	if err := l.budget.load(&l.objs.netMaps, kernelBTF); err != nil {
-		_ = l.objs.Close()
-		return nil, fmt.Errorf("load eBPF programs: %w", err)
-	}
-	w, err := loadWatch(&l.objs.netMaps, kernelBTF, logger)
-	if err != nil {
-		_ = errors.Join(l.budget.Close(), l.objs.Close())
+	l := makeLoader(logger)
+	if err := l.loadObjects(); err != nil {
 		return nil, err
 	}
-	l.watch = w
-	rd, err := ringbuf.NewReader(l.objs.McpjailEvents)
-	if err != nil {
-		_ = errors.Join(w.close(), l.budget.Close(), l.objs.Close())
-		return nil, fmt.Errorf("open event ring buffer: %w", err)
+	if err := l.startReader(); err != nil {
+		return nil, errors.Join(err, l.closeObjects())
 	}
-	l.reader = rd
-	go l.readEvents()
-	logger.Debug("eBPF network and watching programs loaded")
+	l.logger.Debug("eBPF network and watching programs loaded")
 	return l, nil
 }
 
-// Events delivers decoded kernel events until Close; then it is closed.
-// A consumer must keep reading: when it falls behind, the kernel counts the
+// loadObjects loads every object and attaches the watching programs. On
+// error nothing stays loaded.
+func (l *Loader) loadObjects() error {
+	// One kernel BTF for every object of this load: cilium/ebpf otherwise
+	// parses /sys/kernel/btf/vmlinux (about 11 ms) once per object.
+	kernelBTF := btf.NewCache()
+	unixErr, err := loadKernelObjects(&l.objs, kernelBTF)
+	if err != nil {
+		return fmt.Errorf("load eBPF programs: %w", verifierDetail(err))
+	}
+	l.unixErr = unixErr
+	if err := l.budget.load(&l.objs.netMaps, kernelBTF); err != nil {
+		_ = l.objs.Close()
+		return fmt.Errorf("load eBPF programs: %w", err)
+	}
+	w, err := loadWatch(&l.objs.netMaps, kernelBTF, l.logger)
+	if err != nil {
+		_ = errors.Join(l.budget.Close(), l.objs.Close())
+		return err
+	}
+	l.watch = w
+	return nil
+}
+
+// Missing names what this kernel refused to load, so that the caller can
+// fail closed or run degraded: today only the UNIX socket filter (before
+// Linux 6.7; pathname sockets outside network.unix stay reachable without it).
+func (l *Loader) Missing() []string {
+	if l.unixErr == nil {
+		return nil
+	}
+	return []string{fmt.Sprintf("eBPF UNIX socket filter (%v)", l.unixErr)}
+}
+
+// startReader opens the event ring buffer and starts the reading goroutine.
+func (l *Loader) startReader() error {
+	rd, err := ringbuf.NewReader(l.objs.McpjailEvents)
+	if err != nil {
+		return fmt.Errorf("open event ring buffer: %w", err)
+	}
+	l.reader = rd
+	go l.readEvents()
+	return nil
+}
+
+// closeObjects closes the descriptors of everything loadObjects loaded.
+// Pinned objects stay in the kernel.
+func (l *Loader) closeObjects() error {
+	var errs []error
+	if l.watch != nil {
+		errs = append(errs, l.watch.close())
+	}
+	if err := errors.Join(l.budget.Close(), l.objs.Close()); err != nil {
+		errs = append(errs, fmt.Errorf("unload eBPF objects: %w", err))
+	}
+	return errors.Join(errs...)
+}
+
+// Events delivers the decoded kernel events of cgroups that no jail
+// claims: a cgroup created below a jail, and, under LoadPinned, adopted
+// jails whose Events has not been called yet. It is closed by Close. A
+// consumer must keep reading: when it falls behind, the kernel counts the
 // records it cannot store (see Lost).
 func (l *Loader) Events() <-chan Event { return l.events }
 
@@ -116,8 +174,12 @@ func (l *Loader) Lost() (uint64, error) {
 	return sum, nil
 }
 
-// Close unregisters every jail still registered, stops the event reader and
-// unloads everything. It is safe to call more than once.
+// Close ends the loader; it is safe to call more than once.
+//
+// A loader from Load unregisters every jail still registered and unloads
+// everything. A pinned loader (LoadPinned) detaches and unpins nothing:
+// jails stay enforced and their state stays pinned for the next LoadPinned
+// to adopt; Close only stops reading events and closes descriptors.
 func (l *Loader) Close() error {
 	l.mu.Lock()
 	if l.closed {
@@ -129,10 +191,17 @@ func (l *Loader) Close() error {
 	for _, j := range l.jails {
 		left = append(left, j)
 	}
+	if l.pin != nil {
+		clear(l.jails)
+	}
 	l.mu.Unlock()
 
 	var errs []error
 	for _, j := range left {
+		if l.pin != nil {
+			errs = append(errs, j.closeDescriptors())
+			continue
+		}
 		l.logger.Warn("eBPF loader closed with a jail still registered", "cgroup_id", j.cgroupID)
 		errs = append(errs, j.Close())
 	}
@@ -141,48 +210,9 @@ func (l *Loader) Close() error {
 		errs = append(errs, fmt.Errorf("close event ring buffer: %w", err))
 	}
 	<-l.done
-	if err := l.watch.close(); err != nil {
-		errs = append(errs, err)
-	}
-	if err := errors.Join(l.budget.Close(), l.objs.Close()); err != nil {
-		errs = append(errs, fmt.Errorf("unload eBPF objects: %w", err))
+	errs = append(errs, l.closeObjects())
+	if l.pin != nil {
+		errs = append(errs, l.pin.unlock())
 	}
 	return errors.Join(errs...)
-}
-
-// readEvents decodes records until the reader is closed.
-func (l *Loader) readEvents() {
-	defer close(l.done)
-	defer close(l.events)
-	for {
-		rec, err := l.reader.Read()
-		if errors.Is(err, ringbuf.ErrClosed) {
-			return
-		}
-		if errors.Is(err, ringbuf.ErrFlushed) {
-			// Everything pending when Sync flushed has been queued on Events.
-			select {
-			case l.flushed <- struct{}{}:
-			default:
-			}
-			continue
-		}
-		if err != nil {
-			// Not expected from an epoll-backed reader; stopping closes
-			// Events, which the consumer sees, rather than spinning on it.
-			l.logger.Error("eBPF event reader stopped", "err", err)
-			return
-		}
-		ev, err := decodeRecord(rec.RawSample)
-		if err != nil {
-			// Our programs wrote it: a layout mismatch is a bug worth shouting about.
-			l.logger.Error("undecodable eBPF event", "err", err, "bytes", len(rec.RawSample))
-			continue
-		}
-		select {
-		case l.events <- ev:
-		case <-l.stop:
-			return
-		}
-	}
 }

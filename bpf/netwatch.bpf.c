@@ -4,8 +4,9 @@
 /*
  * Network watching and network kill, at sys_exit of the network syscalls.
  *
- * EPERM: a cgroup hook of net.bpf.c (or the seccomp deny-list) refused the
- * call and already reported it with the address. With on_violation.network
+ * EPERM: a cgroup hook of net.bpf.c refused the call and already reported
+ * it with the address. (socket and socketpair, which seccomp may refuse
+ * too, are watched by sockwatch.bpf.c.) With on_violation.network
  * kill, the caller gets SIGKILL here, before it returns to user space, and a
  * kill_event says so; user space then kills the rest of the jail's cgroup.
  *
@@ -24,24 +25,6 @@ char LICENSE[] SEC("license") = "GPL";
 
 /* sizeof(struct sockaddr_in6): the longest inet address connect accepts. */
 #define SOCKADDR_IN6_LEN 28
-
-static __always_inline void kill_for_network(__u64 cgroup_id, long ret, __u16 syscall)
-{
-	struct kill_event *e;
-
-	bpf_send_signal(SIGKILL);
-	e = bpf_ringbuf_reserve(&mcpjail_events, sizeof(*e), 0);
-	if (!e) {
-		count_lost();
-		return;
-	}
-	fill_header(&e->hdr, cgroup_id, EVENT_KILL, VERDICT_DENY, REASON_NONE);
-	e->hdr.action = ACTION_KILL;
-	e->ret = ret;
-	e->syscall = syscall;
-	e->_pad = 0;
-	bpf_ringbuf_submit(e, 0);
-}
 
 SEC("tracepoint/syscalls/sys_enter_connect")
 int mcpjail_con_in(struct trace_event_raw_sys_enter *ctx)
@@ -142,10 +125,4 @@ SEC("tracepoint/syscalls/sys_exit_sendmmsg")
 int mcpjail_smm_out(struct trace_event_raw_sys_exit *ctx)
 {
 	return network_exit(ctx, SC_SENDMMSG);
-}
-
-SEC("tracepoint/syscalls/sys_exit_socket")
-int mcpjail_sck_out(struct trace_event_raw_sys_exit *ctx)
-{
-	return network_exit(ctx, SC_SOCKET);
 }

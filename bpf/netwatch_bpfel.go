@@ -34,21 +34,22 @@ type netwatchPending struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	netwatchMapMcpjailEvents   = "mcpjail_events"
-	netwatchMapMcpjailJails    = "mcpjail_jails"
-	netwatchMapMcpjailLost     = "mcpjail_lost"
-	netwatchMapMcpjailPending  = "mcpjail_pending"
-	netwatchProgMcpjailConIn   = "mcpjail_con_in"
-	netwatchProgMcpjailConOut  = "mcpjail_con_out"
-	netwatchProgMcpjailSckOut  = "mcpjail_sck_out"
-	netwatchProgMcpjailSmgOut  = "mcpjail_smg_out"
-	netwatchProgMcpjailSmmOut  = "mcpjail_smm_out"
-	netwatchProgMcpjailStoOut  = "mcpjail_sto_out"
-	netwatchVarUnusedExecEvent = "unused_exec_event"
-	netwatchVarUnusedKillEvent = "unused_kill_event"
-	netwatchVarUnusedNetEvent  = "unused_net_event"
-	netwatchVarUnusedOpenEvent = "unused_open_event"
-	netwatchVarUnusedPending   = "unused_pending"
+	netwatchMapMcpjailEvents      = "mcpjail_events"
+	netwatchMapMcpjailJails       = "mcpjail_jails"
+	netwatchMapMcpjailLost        = "mcpjail_lost"
+	netwatchMapMcpjailPending     = "mcpjail_pending"
+	netwatchProgMcpjailConIn      = "mcpjail_con_in"
+	netwatchProgMcpjailConOut     = "mcpjail_con_out"
+	netwatchProgMcpjailSmgOut     = "mcpjail_smg_out"
+	netwatchProgMcpjailSmmOut     = "mcpjail_smm_out"
+	netwatchProgMcpjailStoOut     = "mcpjail_sto_out"
+	netwatchVarUnusedExecEvent    = "unused_exec_event"
+	netwatchVarUnusedKillEvent    = "unused_kill_event"
+	netwatchVarUnusedNetEvent     = "unused_net_event"
+	netwatchVarUnusedOpenEvent    = "unused_open_event"
+	netwatchVarUnusedPending      = "unused_pending"
+	netwatchVarUnusedSeccompEvent = "unused_seccomp_event"
+	netwatchVarUnusedTaskEvent    = "unused_task_event"
 )
 
 // loadNetwatch returns the embedded CollectionSpec for netwatch.
@@ -95,7 +96,6 @@ type netwatchSpecs struct {
 type netwatchProgramSpecs struct {
 	McpjailConIn  *ebpf.ProgramSpec `ebpf:"mcpjail_con_in"`
 	McpjailConOut *ebpf.ProgramSpec `ebpf:"mcpjail_con_out"`
-	McpjailSckOut *ebpf.ProgramSpec `ebpf:"mcpjail_sck_out"`
 	McpjailSmgOut *ebpf.ProgramSpec `ebpf:"mcpjail_smg_out"`
 	McpjailSmmOut *ebpf.ProgramSpec `ebpf:"mcpjail_smm_out"`
 	McpjailStoOut *ebpf.ProgramSpec `ebpf:"mcpjail_sto_out"`
@@ -115,11 +115,13 @@ type netwatchMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type netwatchVariableSpecs struct {
-	UnusedExecEvent *ebpf.VariableSpec `ebpf:"unused_exec_event"`
-	UnusedKillEvent *ebpf.VariableSpec `ebpf:"unused_kill_event"`
-	UnusedNetEvent  *ebpf.VariableSpec `ebpf:"unused_net_event"`
-	UnusedOpenEvent *ebpf.VariableSpec `ebpf:"unused_open_event"`
-	UnusedPending   *ebpf.VariableSpec `ebpf:"unused_pending"`
+	UnusedExecEvent    *ebpf.VariableSpec `ebpf:"unused_exec_event"`
+	UnusedKillEvent    *ebpf.VariableSpec `ebpf:"unused_kill_event"`
+	UnusedNetEvent     *ebpf.VariableSpec `ebpf:"unused_net_event"`
+	UnusedOpenEvent    *ebpf.VariableSpec `ebpf:"unused_open_event"`
+	UnusedPending      *ebpf.VariableSpec `ebpf:"unused_pending"`
+	UnusedSeccompEvent *ebpf.VariableSpec `ebpf:"unused_seccomp_event"`
+	UnusedTaskEvent    *ebpf.VariableSpec `ebpf:"unused_task_event"`
 }
 
 // netwatchObjects contains all objects after they have been loaded into the kernel.
@@ -161,11 +163,13 @@ func (m *netwatchMaps) Close() error {
 //
 // It can be passed to loadNetwatchObjects or ebpf.CollectionSpec.LoadAndAssign.
 type netwatchVariables struct {
-	UnusedExecEvent *ebpf.Variable `ebpf:"unused_exec_event"`
-	UnusedKillEvent *ebpf.Variable `ebpf:"unused_kill_event"`
-	UnusedNetEvent  *ebpf.Variable `ebpf:"unused_net_event"`
-	UnusedOpenEvent *ebpf.Variable `ebpf:"unused_open_event"`
-	UnusedPending   *ebpf.Variable `ebpf:"unused_pending"`
+	UnusedExecEvent    *ebpf.Variable `ebpf:"unused_exec_event"`
+	UnusedKillEvent    *ebpf.Variable `ebpf:"unused_kill_event"`
+	UnusedNetEvent     *ebpf.Variable `ebpf:"unused_net_event"`
+	UnusedOpenEvent    *ebpf.Variable `ebpf:"unused_open_event"`
+	UnusedPending      *ebpf.Variable `ebpf:"unused_pending"`
+	UnusedSeccompEvent *ebpf.Variable `ebpf:"unused_seccomp_event"`
+	UnusedTaskEvent    *ebpf.Variable `ebpf:"unused_task_event"`
 }
 
 // netwatchPrograms contains all programs after they have been loaded into the kernel.
@@ -174,7 +178,6 @@ type netwatchVariables struct {
 type netwatchPrograms struct {
 	McpjailConIn  *ebpf.Program `ebpf:"mcpjail_con_in"`
 	McpjailConOut *ebpf.Program `ebpf:"mcpjail_con_out"`
-	McpjailSckOut *ebpf.Program `ebpf:"mcpjail_sck_out"`
 	McpjailSmgOut *ebpf.Program `ebpf:"mcpjail_smg_out"`
 	McpjailSmmOut *ebpf.Program `ebpf:"mcpjail_smm_out"`
 	McpjailStoOut *ebpf.Program `ebpf:"mcpjail_sto_out"`
@@ -184,7 +187,6 @@ func (p *netwatchPrograms) Close() error {
 	return _NetwatchClose(
 		p.McpjailConIn,
 		p.McpjailConOut,
-		p.McpjailSckOut,
 		p.McpjailSmgOut,
 		p.McpjailSmmOut,
 		p.McpjailStoOut,

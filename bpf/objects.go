@@ -55,7 +55,12 @@ func (o *kernelObjects) Close() error {
 // the inet programs are verified. The objects Load loads next reuse
 // kernelBTF. Both halves use the maps created first, so there is one set of
 // maps, as with a single load. On error nothing stays loaded.
-func loadKernelObjects(objs *kernelObjects, kernelBTF *btf.Cache) (err error) {
+//
+// The UNIX programs need the bpf_cast_to_kern_ctx kfunc (Linux 6.2) and the
+// cgroup UNIX attach types (6.7). Where they do not load, the inet programs
+// still do: unixErr says why, objs has no UNIX programs, and the caller must
+// report UNIX socket filtering as a missing layer.
+func loadKernelObjects(objs *kernelObjects, kernelBTF *btf.Cache) (unixErr, err error) {
 	var wg sync.WaitGroup
 	defer wg.Wait() // no goroutine outlives the load
 	// An error here recurs, and is reported, in the load that needs the BTF.
@@ -63,10 +68,10 @@ func loadKernelObjects(objs *kernelObjects, kernelBTF *btf.Cache) (err error) {
 
 	spec, err := loadNet()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if err := spec.LoadAndAssign(&objs.netMaps, nil); err != nil {
-		return fmt.Errorf("create maps: %w", err)
+		return nil, fmt.Errorf("create maps: %w", err)
 	}
 	defer func() {
 		if err != nil {
@@ -86,16 +91,17 @@ func loadKernelObjects(objs *kernelObjects, kernelBTF *btf.Cache) (err error) {
 		},
 		Cache: kernelBTF, // safe for concurrent use
 	}
-	var unixErr error
 	unixSpec := spec.Copy()
 	wg.Go(func() { unixErr = unixSpec.LoadAndAssign(&objs.unixPrograms, opts) })
 	inetErr := spec.LoadAndAssign(&objs.inetPrograms, opts)
 	wg.Wait()
 	if inetErr != nil {
-		inetErr = fmt.Errorf("load inet programs: %w", inetErr)
+		return nil, fmt.Errorf("load inet programs: %w", inetErr)
 	}
 	if unixErr != nil {
-		unixErr = fmt.Errorf("load UNIX programs: %w", unixErr)
+		// LoadAndAssign assigns nothing when it fails.
+		objs.unixPrograms = unixPrograms{}
+		return fmt.Errorf("load UNIX programs: %w", unixErr), nil
 	}
-	return errors.Join(inetErr, unixErr)
+	return nil, nil
 }

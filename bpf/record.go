@@ -34,7 +34,8 @@ type Event struct {
 	// record says nothing.
 	Action audit.Action
 	// Layer is which mechanism refused; empty means the eBPF programs. A
-	// refusal Landlock made, seen by a tracepoint, says audit.LayerLandlock.
+	// refusal Landlock or seccomp made, seen by a tracepoint, says
+	// audit.LayerLandlock or audit.LayerSeccomp.
 	Layer audit.Layer
 
 	// Watch records (record_watch.go) fill these as well:
@@ -52,6 +53,13 @@ type Event struct {
 	Args          []string
 	ArgsTruncated bool
 	ArgCount      int
+
+	// ChildPID is the new process of a fork event.
+	ChildPID int
+	// ExitCode is a task_exit's status as a shell reports it (the code, or
+	// 128+N after signal N); ExitSignal is N, 0 after a normal exit.
+	ExitCode   int
+	ExitSignal syscall.Signal
 }
 
 // Audit turns the event into an audit record; the caller sets Server,
@@ -65,8 +73,13 @@ func (e Event) Audit(now time.Time) audit.Event {
 	if layer == "" {
 		layer = audit.LayerBPF
 	}
-	return audit.Event{Time: now, PID: e.PID, Comm: e.Comm, Kind: e.Kind, Target: e.Target,
-		Verdict: e.Verdict, Layer: layer, Action: action, Reason: e.Reason}
+	a := audit.Event{Time: now, PID: e.PID, Comm: e.Comm, Kind: e.Kind, Target: e.Target,
+		Verdict: e.Verdict, Layer: layer, Action: action, Reason: e.Reason, ChildPID: e.ChildPID}
+	if e.Kind == audit.KindTaskExit {
+		code := e.ExitCode
+		a.ExitCode = &code
+	}
+	return a
 }
 
 // Record layout (struct event_header and struct net_event in common.h;
@@ -121,6 +134,16 @@ func decodeRecord(b []byte) (Event, error) {
 			return Event{}, err
 		}
 		return e, nil
+	case eventSeccomp:
+		if err := decodeSeccomp(&e, b); err != nil {
+			return Event{}, err
+		}
+		return e, nil
+	case eventFork, eventTaskExit:
+		if err := decodeTask(&e, kind, b); err != nil {
+			return Event{}, err
+		}
+		return e, nil
 	default:
 		return Event{}, fmt.Errorf("decode event: unknown kind %d", kind)
 	}
@@ -147,7 +170,7 @@ func decodeNet(e *Event, kind uint16, b []byte) {
 		e.Kind = audit.KindUnixConnect
 	case eventSocket:
 		e.Kind = audit.KindSocket
-		e.Target = socketTarget(family, sockType, protocol)
+		e.Target = socketTarget("socket", uint32(family), uint32(sockType), uint32(protocol))
 		return
 	}
 	switch family {
@@ -178,15 +201,17 @@ func unixTarget(p []byte) string {
 	return string(p)
 }
 
-func socketTarget(family, sockType, protocol uint16) string {
-	s := "socket " + familyName(family) + "/" + sockTypeName(sockType)
+// socketTarget renders a socket kind: "socket AF_INET/SOCK_RAW/IPPROTO_ICMP";
+// call is socket or socketpair, sockType is without its flags.
+func socketTarget(call string, family, sockType, protocol uint32) string {
+	s := call + " " + name32(familyName, family, "AF_") + "/" + name32(sockTypeName, sockType, "SOCK_")
 	switch family {
 	case afInet, afInet6:
 		if protocol != 0 {
-			s += "/" + ipProtoConst(protocol)
+			s += "/" + name32(ipProtoConst, protocol, "IPPROTO_")
 		}
 	case afNetlink:
-		s += "/" + netlinkName(protocol)
+		s += "/" + name32(netlinkName, protocol, "NETLINK_")
 	}
 	return s
 }

@@ -145,8 +145,9 @@ func FuzzDecodeRecord(f *testing.F) {
 		if err != nil {
 			return
 		}
-		// kill_event is the shortest record; each decoder checks its own size.
-		if len(b) < killEventSize || ev.Kind == "" || ev.Target == "" {
+		// kill_event and task_event are the shortest records; each decoder
+		// checks its own size. A fork has no target, only ChildPID.
+		if len(b) < killEventSize || ev.Kind == "" || (ev.Target == "" && (ev.Kind != audit.KindFork || ev.ChildPID <= 0)) {
 			t.Fatalf("accepted %d bytes as %+v", len(b), ev)
 		}
 		if ev.Verdict != audit.VerdictAllow && ev.Verdict != audit.VerdictDeny {

@@ -31,6 +31,8 @@ func decodeActionLayer(e *Event, action, layer uint8) error {
 	case layerBPF:
 	case layerLandlock:
 		e.Layer = audit.LayerLandlock
+	case layerSeccomp:
+		e.Layer = audit.LayerSeccomp
 	default:
 		return fmt.Errorf("decode event: unknown layer %d", layer)
 	}

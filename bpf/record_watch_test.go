@@ -160,12 +160,16 @@ func FuzzDecodeWatchRecord(f *testing.F) {
 	f.Add(execRecord(f, verdictAllow, actionNone, 0, "/bin/x", "x\x00y", 2, false))
 	f.Add(execRecord(f, verdictDeny, actionKill, -13, "/bin/sh", "", 0, false))
 	f.Add(withHeader(encodeAny(f, &execKillEvent{Ret: -1}, killEventSize), eventKill, verdictDeny, actionKill, layerBPF))
+	f.Add(taskRecord(f, eventFork, 7, 0))
+	f.Add(taskRecord(f, eventTaskExit, 0, 0x8b))
+	f.Add(seccompRecord(f, actionKill, scSocket, true, unix.AF_PACKET, unix.SOCK_RAW, 0))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		ev, err := decodeRecord(b)
 		if err != nil {
 			return
 		}
-		if ev.Kind == "" || ev.Target == "" || len(ev.Path) > PathMax {
+		// A fork has no target: the child is in ChildPID (see decodeTask).
+		if ev.Kind == "" || (ev.Target == "" && (ev.Kind != audit.KindFork || ev.ChildPID <= 0)) || len(ev.Path) > PathMax {
 			t.Fatalf("accepted %d bytes as %+v", len(b), ev)
 		}
 		if n := 0; ev.Args != nil {

@@ -14,14 +14,17 @@ import (
 )
 
 // watcher holds the watching programs (exec.bpf.c, file.bpf.c,
-// netwatch.bpf.c) and their links. Tracepoints are global, so they are
-// attached once per Loader, not per jail; each program returns at once for
-// a task whose cgroup is not in the jails map.
+// netwatch.bpf.c, sockwatch.bpf.c, task.bpf.c) and their links.
+// Tracepoints are global, so they are attached once per Loader, not per
+// jail; each program returns at once for a task whose cgroup is not in the
+// jails map.
 type watcher struct {
-	exec     execObjectsLoaded
-	file     fileObjectsLoaded
-	netwatch netwatchObjectsLoaded
-	links    []link.Link
+	exec      execObjectsLoaded
+	file      fileObjectsLoaded
+	netwatch  netwatchObjectsLoaded
+	sockwatch sockwatchObjectsLoaded
+	task      taskObjectsLoaded
+	links     []link.Link
 }
 
 // The *ObjectsLoaded types ask bpf2go's loaders for programs and maps only:
@@ -39,6 +42,16 @@ type fileObjectsLoaded struct {
 type netwatchObjectsLoaded struct {
 	netwatchPrograms
 	netwatchMaps
+}
+
+type sockwatchObjectsLoaded struct {
+	sockwatchPrograms
+	sockwatchMaps
+}
+
+type taskObjectsLoaded struct {
+	taskPrograms
+	taskMaps
 }
 
 // tracepoint is one syscall tracepoint and its program. optional marks
@@ -77,6 +90,12 @@ func loadWatch(shared *netMaps, kernelBTF *btf.Cache, logger *slog.Logger) (_ *w
 	if err := loadNetwatchObjects(&w.netwatch, &ebpf.CollectionOptions{MapReplacements: replace, Cache: kernelBTF}); err != nil {
 		return nil, fmt.Errorf("load network watch programs: %w", verifierDetail(err))
 	}
+	if err := loadSockwatchObjects(&w.sockwatch, &ebpf.CollectionOptions{MapReplacements: replace, Cache: kernelBTF}); err != nil {
+		return nil, fmt.Errorf("load socket watch programs: %w", verifierDetail(err))
+	}
+	if err := loadTaskObjects(&w.task, &ebpf.CollectionOptions{MapReplacements: replace, Cache: kernelBTF}); err != nil {
+		return nil, fmt.Errorf("load fork and exit watch programs: %w", verifierDetail(err))
+	}
 
 	// cilium/ebpf looks the tracefs mount up once per process and remembers
 	// a failure: mount it before the first attach.
@@ -87,7 +106,7 @@ func loadWatch(shared *netMaps, kernelBTF *btf.Cache, logger *slog.Logger) (_ *w
 	if mounted {
 		logger.Info("mounted tracefs for the syscall tracepoints", "path", features.TraceFSPath)
 	}
-	for _, p := range []*ebpf.Program{w.exec.McpjailExec, w.exec.McpjailExit} {
+	for _, p := range w.rawTracepoints() {
 		lk, err := link.AttachTracing(link.TracingOptions{Program: p, AttachType: ebpf.AttachTraceRawTp})
 		if err != nil {
 			return nil, fmt.Errorf("attach %v: %w", p, err)
@@ -108,8 +127,13 @@ func loadWatch(shared *netMaps, kernelBTF *btf.Cache, logger *slog.Logger) (_ *w
 	return w, nil
 }
 
+// rawTracepoints are the tp_btf programs (sched_process_*).
+func (w *watcher) rawTracepoints() []*ebpf.Program {
+	return []*ebpf.Program{w.exec.McpjailExec, w.task.McpjailFork, w.task.McpjailExit}
+}
+
 func (w *watcher) tracepoints() []tracepoint {
-	e, f, n := &w.exec, &w.file, &w.netwatch
+	e, f, n, s := &w.exec, &w.file, &w.netwatch, &w.sockwatch
 	return []tracepoint{
 		{name: "sys_enter_execve", prog: e.McpjailExeIn},
 		{name: "sys_exit_execve", prog: e.McpjailExeOut},
@@ -128,13 +152,16 @@ func (w *watcher) tracepoints() []tracepoint {
 		{name: "sys_exit_sendto", prog: n.McpjailStoOut},
 		{name: "sys_exit_sendmsg", prog: n.McpjailSmgOut},
 		{name: "sys_exit_sendmmsg", prog: n.McpjailSmmOut},
-		{name: "sys_exit_socket", prog: n.McpjailSckOut},
+		{name: "sys_enter_socket", prog: s.McpjailSckIn},
+		{name: "sys_exit_socket", prog: s.McpjailSckOut},
+		{name: "sys_enter_socketpair", prog: s.McpjailSprIn},
+		{name: "sys_exit_socketpair", prog: s.McpjailSprOut},
 	}
 }
 
 // programs lists every watching program (for leak checks).
 func (w *watcher) programs() []*ebpf.Program {
-	progs := []*ebpf.Program{w.exec.McpjailExec, w.exec.McpjailExit}
+	progs := w.rawTracepoints()
 	for _, tp := range w.tracepoints() {
 		progs = append(progs, tp.prog)
 	}
@@ -170,6 +197,13 @@ func (w *watcher) purgePending(cgroupID uint64) error {
 	return errors.Join(errs...)
 }
 
+// objects lists the loaded object structs, whose tagged programs and maps
+// LoadPinned pins and adopts by name (pin.go). A new object goes here and
+// in close.
+func (w *watcher) objects() []any {
+	return []any{&w.exec, &w.file, &w.netwatch, &w.sockwatch, &w.task}
+}
+
 // close detaches, then unloads. Safe on a partly loaded watcher.
 func (w *watcher) close() error {
 	errs := []error{closeLinks("watch program", w.links)}
@@ -178,6 +212,8 @@ func (w *watcher) close() error {
 		&w.exec.execPrograms, &w.exec.execMaps,
 		&w.file.filePrograms, &w.file.fileMaps,
 		&w.netwatch.netwatchPrograms, &w.netwatch.netwatchMaps,
+		&w.sockwatch.sockwatchPrograms, &w.sockwatch.sockwatchMaps,
+		&w.task.taskPrograms, &w.task.taskMaps,
 	} {
 		if err := c.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("unload watch objects: %w", err))

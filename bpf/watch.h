@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: GPL-2.0-only */
 /*
- * Shared by the watching programs (exec.bpf.c, file.bpf.c, netwatch.bpf.c):
- * syscall tracepoint contexts, the per-thread map of syscall arguments saved
- * at sys_enter for sys_exit, and the watch records.
+ * Shared by the watching programs (exec.bpf.c, file.bpf.c, netwatch.bpf.c,
+ * sockwatch.bpf.c, task.bpf.c): syscall tracepoint contexts, the per-thread
+ * map of syscall arguments saved at sys_enter for sys_exit, and the watch
+ * records.
  *
  * Tracepoints are global: every program first looks the caller's cgroup up
  * in `jails` and returns when it is absent, so the cost for the rest of the
@@ -45,6 +46,7 @@ enum watch_syscall {
 	SC_SENDMSG = 9,
 	SC_SENDMMSG = 10,
 	SC_SOCKET = 11,
+	SC_SOCKETPAIR = 12,
 };
 
 /* Arguments saved at sys_enter, keyed by thread id. cgroup_id lets
@@ -106,10 +108,34 @@ struct kill_event {
 	__u16 _pad;
 };
 
+/* EVENT_SECCOMP: a syscall that mcpjail's seccomp deny-list refused. The
+ * call never ran; its arguments are the user registers seccomp decided on. */
+struct seccomp_event {
+	struct event_header hdr;
+	__s32 ret;        /* -errno, what seccomp returned */
+	__u16 syscall;    /* enum watch_syscall */
+	__u8 have_args;   /* 0: no register layout known for this architecture */
+	__u8 _pad;
+	__u64 args[6];
+};
+
+/* EVENT_FORK (the header is the parent's) and EVENT_TASK_EXIT (the header
+ * is the exiting process's). */
+struct task_event {
+	struct event_header hdr;
+	__u32 child;     /* EVENT_FORK: the new process's pid */
+	__s32 exit_code; /* EVENT_TASK_EXIT: task->exit_code, status << 8 | signal */
+};
+
+_Static_assert(sizeof(struct seccomp_event) == 48 + 8 + 6 * 8, "seccomp_event layout");
+_Static_assert(sizeof(struct task_event) == 48 + 8, "task_event layout");
+
 /* Anchors for bpf2go's -type (see common.h). */
 const struct exec_event *unused_exec_event __attribute__((unused));
 const struct open_event *unused_open_event __attribute__((unused));
 const struct kill_event *unused_kill_event __attribute__((unused));
+const struct seccomp_event *unused_seccomp_event __attribute__((unused));
+const struct task_event *unused_task_event __attribute__((unused));
 const struct pending *unused_pending __attribute__((unused));
 
 static __always_inline __u32 current_tid(void)
@@ -152,6 +178,27 @@ static __always_inline int take(struct pending *p, __u32 syscall)
 static __always_inline int refused(long ret)
 {
 	return ret == -EACCES || ret == -EPERM;
+}
+
+/* SIGKILLs the calling process after a refused network syscall (jail flag
+ * JAIL_KILL_ON_NETWORK) and says so in a kill_event; the refusal's own
+ * event comes from whoever refused. */
+static __always_inline void kill_for_network(__u64 cgroup_id, long ret, __u16 syscall)
+{
+	struct kill_event *e;
+
+	bpf_send_signal(SIGKILL);
+	e = bpf_ringbuf_reserve(&mcpjail_events, sizeof(*e), 0);
+	if (!e) {
+		count_lost();
+		return;
+	}
+	fill_header(&e->hdr, cgroup_id, EVENT_KILL, VERDICT_DENY, REASON_NONE);
+	e->hdr.action = ACTION_KILL;
+	e->ret = ret;
+	e->syscall = syscall;
+	e->_pad = 0;
+	bpf_ringbuf_submit(e, 0);
 }
 
 #endif /* MCPJAIL_WATCH_H */

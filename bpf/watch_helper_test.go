@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"strconv"
 	"syscall"
 	"testing"
 	"time"
@@ -40,11 +41,16 @@ type watchRequest struct {
 
 // watchStep is one syscall the helper makes.
 type watchStep struct {
-	Op    string   // "exec", "open", "openat2", "chdir", "connect", "raw socket"
+	Op    string   // "exec", "open", "openat2", "chdir", "connect", "raw socket", "socket", "socketpair", "fork"
 	Path  string   // exec, open, openat2, chdir
 	Args  []string // exec
 	Flags int      // open, openat2
 	Addr  string   // connect: "127.0.0.1:port"
+	// socket, socketpair: the raw arguments.
+	Family, Type, Proto int
+	// fork: the child exits with Status, or is ended by Signal when set.
+	Status int
+	Signal syscall.Signal
 }
 
 func runWatchSteps(spec string) int {
@@ -65,12 +71,25 @@ func runWatchSteps(spec string) int {
 	}
 	results := make([]string, len(req.Steps))
 	for i, s := range req.Steps {
-		results[i] = errnoName(s.run())
+		results[i] = s.result()
 	}
 	if err := json.NewEncoder(os.Stdout).Encode(results); err != nil {
 		return 2
 	}
 	return 0
+}
+
+// result makes the step: an errno name or "ok", or for a fork the
+// child's pid.
+func (s watchStep) result() string {
+	if s.Op != "fork" {
+		return errnoName(s.run())
+	}
+	pid, err := forkAndReap(s.Status, s.Signal)
+	if err != nil {
+		return errnoName(err)
+	}
+	return strconv.Itoa(pid)
 }
 
 // run makes the step with raw syscalls, so the kernel sees exactly it.
@@ -96,6 +115,19 @@ func (s watchStep) run() error {
 		return err
 	case "chdir":
 		return unix.Chdir(s.Path)
+	case "socket":
+		fd, err := unix.Socket(s.Family, s.Type, s.Proto)
+		if err == nil {
+			unix.Close(fd)
+		}
+		return err
+	case "socketpair":
+		fds, err := unix.Socketpair(s.Family, s.Type, s.Proto)
+		if err == nil {
+			unix.Close(fds[0])
+			unix.Close(fds[1])
+		}
+		return err
 	case "raw socket":
 		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_RAW, unix.IPPROTO_ICMP)
 		if err == nil {

@@ -16,9 +16,12 @@ const (
 
 // Record kinds of the watching programs (enum event_kind).
 const (
-	eventExec = 6
-	eventOpen = 7
-	eventKill = 8
+	eventExec     = 6
+	eventOpen     = 7
+	eventKill     = 8
+	eventSeccomp  = 10
+	eventFork     = 11
+	eventTaskExit = 12
 )
 
 // event_header.action and .layer.
@@ -27,6 +30,7 @@ const (
 	actionKill    = 1
 	layerBPF      = 0
 	layerLandlock = 1
+	layerSeccomp  = 2
 )
 
 // jail.flags bits beyond jailKillOnNetwork. The kernel acts on exec; the
@@ -38,23 +42,24 @@ const (
 
 // enum watch_syscall.
 const (
-	scExecve   = 1
-	scExecveat = 2
-	scOpenat   = 3
-	scOpenat2  = 4
-	scOpen     = 5
-	scCreat    = 6
-	scConnect  = 7
-	scSendto   = 8
-	scSendmsg  = 9
-	scSendmmsg = 10
-	scSocket   = 11
+	scExecve     = 1
+	scExecveat   = 2
+	scOpenat     = 3
+	scOpenat2    = 4
+	scOpen       = 5
+	scCreat      = 6
+	scConnect    = 7
+	scSendto     = 8
+	scSendmsg    = 9
+	scSendmmsg   = 10
+	scSocket     = 11
+	scSocketpair = 12
 )
 
 var syscallNames = map[uint16]string{
 	scExecve: "execve", scExecveat: "execveat", scOpenat: "openat", scOpenat2: "openat2",
 	scOpen: "open", scCreat: "creat", scConnect: "connect", scSendto: "sendto",
-	scSendmsg: "sendmsg", scSendmmsg: "sendmmsg", scSocket: "socket",
+	scSendmsg: "sendmsg", scSendmmsg: "sendmmsg", scSocket: "socket", scSocketpair: "socketpair",
 }
 
 func syscallName(sc uint16) string { return lookupName(syscallNames, sc, "syscall ") }

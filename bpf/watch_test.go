@@ -50,6 +50,7 @@ func pendingEntries(t *testing.T, l *Loader) int {
 
 // eventsOf returns the events of pid collected so far.
 func (c *collector) eventsOf(pid int) []Event {
+	c.follow()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	var out []Event

@@ -8,31 +8,34 @@ import (
 	"github.com/mcpjail/mcpjail/bpf"
 	"github.com/mcpjail/mcpjail/profiles"
 	"github.com/mcpjail/mcpjail/sandbox/audit"
-	"github.com/mcpjail/mcpjail/sandbox/cgroup"
 )
 
 // forwardKernelEvents turns the eBPF layer's events into audit events and
 // carries out on_violation for the whole jail: the kernel kills only the
 // task that broke the rule, user space kills the rest of its cgroup. The
 // returned stop function drains what was already decoded and waits.
-func (p *prepared) forwardKernelEvents(grp *cgroup.Group) (stop func()) {
+//
+// unclaimed, when not nil, is the loader's channel for cgroups no jail
+// claims (one created below the jail): a loader of this run alone has
+// nobody else to read it, and its events are this jail's.
+func (j *Jail) forwardKernelEvents(unclaimed <-chan bpf.Event) (stop func()) {
 	quit, done := make(chan struct{}), make(chan struct{})
-	events := p.network.Events()
+	events := j.net.Events()
 	killed := false
 	handle := func(ev bpf.Event) {
 		e := ev.Audit(time.Now())
-		if why := p.violationKill(ev); why != "" {
+		if why := j.violationKill(ev); why != "" {
 			e.Action = audit.ActionKill
 			if !killed {
 				killed = true
-				if err := grp.Kill(); err != nil {
+				if err := j.grp.Kill(); err != nil {
 					why += fmt.Sprintf(" (kill failed: %v)", err)
 				}
-				defer p.events.Emit(audit.Event{Kind: audit.KindKill, PID: ev.PID, Comm: ev.Comm, Target: ev.Target,
+				defer j.events.Emit(audit.Event{Kind: audit.KindKill, PID: ev.PID, Comm: ev.Comm, Target: ev.Target,
 					Verdict: audit.VerdictDeny, Layer: e.Layer, Action: audit.ActionKill, Reason: why})
 			}
 		}
-		p.events.Emit(e)
+		j.events.Emit(e)
 	}
 	go func() {
 		defer close(done)
@@ -41,6 +44,12 @@ func (p *prepared) forwardKernelEvents(grp *cgroup.Group) (stop func()) {
 			case ev, ok := <-events:
 				if !ok {
 					return
+				}
+				handle(ev)
+			case ev, ok := <-unclaimed:
+				if !ok {
+					unclaimed = nil
+					continue
 				}
 				handle(ev)
 			case <-quit:
@@ -63,8 +72,9 @@ func (p *prepared) forwardKernelEvents(grp *cgroup.Group) (stop func()) {
 
 // violationKill says why ev ends the jail under the profile's on_violation,
 // or "" when it does not.
-func (p *prepared) violationKill(ev bpf.Event) string {
-	ov := p.policy.OnViolation
+func (j *Jail) violationKill(ev bpf.Event) string {
+	policy := j.Policy()
+	ov := policy.OnViolation
 	switch {
 	case ev.Action == audit.ActionKill:
 		return fmt.Sprintf("the kernel killed the task after %s %s", ev.Kind, ev.Target)
@@ -77,7 +87,7 @@ func (p *prepared) violationKill(ev bpf.Event) string {
 		if !filepath.IsAbs(ev.Path) {
 			dir, _ = bpf.OpenDir(ev.PID, ev.DirFD) // "" when unknown: DeniedByProfile fails closed
 		}
-		if bpf.DeniedByProfile(p.policy, dir, ev.Path) {
+		if bpf.DeniedByProfile(policy, dir, ev.Path) {
 			return fmt.Sprintf("on_violation file: kill after an open under filesystem.deny: %s", ev.Path)
 		}
 	}

@@ -81,6 +81,9 @@ func TestNetworkOutsideTheProfileIsRefusedByEBPF(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			arg := map[string]any{"addr": c.addr}
 			if c.tool == "unix_connect" {
+				if kernelLacks(t, readEvents(t, h.auditLog), gapUnixFilter) {
+					t.Skipf("kernel %s has no cgroup UNIX socket hooks (Linux 6.7); mcpjail reported the filter missing", suite.kernel.Kernel)
+				}
 				arg = map[string]any{"path": c.addr}
 			}
 			expectDenied(t, h.attempt(t, c.tool, arg), "EPERM")

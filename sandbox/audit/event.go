@@ -31,6 +31,12 @@ const (
 	KindDegraded Kind = "degraded"
 	// KindLost reports ring-buffer records the kernel could not deliver.
 	KindLost Kind = "lost"
+	// KindFork is a jailed process starting another process (not a thread);
+	// PID is the parent, ChildPID the new process.
+	KindFork Kind = "fork"
+	// KindTaskExit is any jailed process ending (its last thread), seen by
+	// the kernel; KindExit is the server's end as mcpjail reports it.
+	KindTaskExit Kind = "task_exit"
 )
 
 // Verdict is what the jail decided.
@@ -82,8 +88,11 @@ type Event struct {
 	Reason  string    `json:"reason,omitempty"`
 	// Count is how many identical events this record stands for (rate limiting); 0 means 1.
 	Count int `json:"count,omitempty"`
-	// ExitCode is set on exit events: the server's status as mcpjail reports it.
+	// ExitCode is set on exit and task_exit events: the status as a shell
+	// reports it (the code, or 128+N after signal N).
 	ExitCode *int `json:"exit_code,omitempty"`
+	// ChildPID is the new process of a fork event (as the host sees it).
+	ChildPID int `json:"child_pid,omitempty"`
 }
 
 // MarshalJSON writes time as RFC 3339 with nanoseconds, in UTC.
@@ -112,6 +121,9 @@ func (e Event) Line() string {
 		fmt.Fprintf(&b, " (pid %d", e.PID)
 		if e.Comm != "" {
 			fmt.Fprintf(&b, " %s", e.Comm)
+		}
+		if e.ChildPID != 0 {
+			fmt.Fprintf(&b, ", child %d", e.ChildPID)
 		}
 		b.WriteString(")")
 	}
