@@ -28,6 +28,9 @@ type Options struct {
 	// LookupEnv reads mcpjail's own environment (os.LookupEnv when nil).
 	LookupEnv func(string) (string, bool)
 	Logger    *slog.Logger
+	// Remote, when set, is the daemon that builds the privileged part of
+	// the jail for this unprivileged run (remote.go).
+	Remote Remote
 }
 
 // prepared is a run after every check and before anything was created.
@@ -77,14 +80,6 @@ func Run(ctx context.Context, opts Options) (int, error) {
 
 // prepare loads and checks everything; on error nothing is left behind.
 func prepare(opts Options) (_ *prepared, err error) {
-	name := opts.Profile
-	if name == "" {
-		name = "default"
-	}
-	prof, err := profiles.Resolve(name)
-	if err != nil {
-		return nil, &Error{Code: ExitUsage, Err: err}
-	}
 	if len(opts.Argv) == 0 {
 		return nil, errorf(ExitUsage, "no command given (usage: mcpjail run [flags] -- CMD [ARGS...])")
 	}
@@ -93,18 +88,7 @@ func prepare(opts Options) (_ *prepared, err error) {
 		return nil, &Error{Code: ExitUsage, Err: err}
 	}
 	getenv := func(k string) string { v, _ := opts.LookupEnv(k); return v }
-	id, err := resolveIdentity(prof.ServerUser(), getenv)
-	if err != nil {
-		return nil, &Error{Code: ExitRefused, Err: err}
-	}
-	p := &prepared{opts: opts, id: id, instance: newInstanceID()}
-	serverName := opts.Name
-	if serverName == "" {
-		serverName = prof.Name()
-	}
-	if p.events, err = audit.Open(audit.Server{Name: serverName, Instance: p.instance}, os.Stderr, opts.AuditLog); err != nil {
-		return nil, &Error{Code: ExitUsage, Err: err}
-	}
+	p := &prepared{opts: opts, instance: newInstanceID()}
 	defer func() {
 		if err != nil {
 			if p.network != nil {
@@ -116,14 +100,18 @@ func prepare(opts Options) (_ *prepared, err error) {
 			}
 		}
 	}()
-	if p.tmpDir, err = makePrivateTmp(serverName, p.instance, id.creds); err != nil {
-		return nil, &Error{Code: ExitRefused, Err: err}
+	if opts.Remote != nil {
+		// The daemon's profile, compiled for this user: it runs as itself.
+		if p.id, err = resolveIdentity("", getenv); err != nil {
+			return nil, &Error{Code: ExitRefused, Err: err}
+		}
+		if err = prepareRemote(p, workdir); err != nil {
+			return nil, err
+		}
+	} else if err = p.compileLocal(workdir, getenv); err != nil {
+		return nil, err
 	}
-	p.policy, err = prof.Compile(profiles.Vars{Home: id.home, Workdir: workdir, TmpDir: p.tmpDir})
-	if err != nil {
-		return nil, &Error{Code: ExitUsage, Err: err}
-	}
-	if p.env, err = buildEnv(p.policy.Env, opts.LookupEnv, id.invokingUID); err != nil {
+	if p.env, err = buildEnv(p.policy.Env, opts.LookupEnv, p.id.invokingUID); err != nil {
 		return nil, p.refuse(err)
 	}
 	pathEnv, _ := envValue(p.env, "PATH")
@@ -140,29 +128,63 @@ func prepare(opts Options) (_ *prepared, err error) {
 		return nil, &Error{Code: ExitRefused, Err: fmt.Errorf("plan confinement: %w", err)}
 	}
 	p.missing = append(p.missing, plan.Missing()...)
-	if os.Geteuid() != 0 {
+	switch {
+	case opts.Remote != nil:
+		// The daemon provides cgroups and the eBPF layer; missing limits
+		// are its to report when it creates the cgroup.
+	case os.Geteuid() != 0:
 		p.missing = append(p.missing, "cgroups (not root and no mcpjail daemon: no limits and no cgroup identity)",
 			"pid namespace (not root: the server is not confined to its own PID namespace)",
 			"eBPF network layer (not root and no mcpjail daemon: addresses, UDP and UNIX sockets are not filtered)")
-	} else if m := p.loadNetworkLayer(); m != "" {
-		p.missing = append(p.missing, m)
+	default:
+		p.missing = append(p.missing, p.loadNetworkLayer()...)
 	}
 	p.opts.Workdir = workdir
 	return p, nil
 }
 
+// compileLocal resolves and compiles the profile in this process.
+func (p *prepared) compileLocal(workdir string, getenv func(string) string) error {
+	name := p.opts.Profile
+	if name == "" {
+		name = "default"
+	}
+	prof, err := profiles.Resolve(name)
+	if err != nil {
+		return &Error{Code: ExitUsage, Err: err}
+	}
+	if p.id, err = resolveIdentity(prof.ServerUser(), getenv); err != nil {
+		return &Error{Code: ExitRefused, Err: err}
+	}
+	serverName := p.opts.Name
+	if serverName == "" {
+		serverName = prof.Name()
+	}
+	if p.events, err = audit.Open(audit.Server{Name: serverName, Instance: p.instance}, os.Stderr, p.opts.AuditLog); err != nil {
+		return &Error{Code: ExitUsage, Err: err}
+	}
+	if p.tmpDir, err = makePrivateTmp(serverName, p.instance, p.id.creds); err != nil {
+		return &Error{Code: ExitRefused, Err: err}
+	}
+	if p.policy, err = prof.Compile(profiles.Vars{Home: p.id.home, Workdir: workdir, TmpDir: p.tmpDir}); err != nil {
+		return &Error{Code: ExitUsage, Err: err}
+	}
+	return nil
+}
+
 // loadNetworkLayer loads the eBPF programs that filter the jail's network
-// access; it returns what is missing when they cannot be used here.
-func (p *prepared) loadNetworkLayer() string {
+// access; it returns what is missing when they, or some of them (the UNIX
+// socket filter before Linux 6.7), cannot be used here.
+func (p *prepared) loadNetworkLayer() []string {
 	if cgroup.DetectMode() == cgroup.ModeV1 || cgroup.DetectMode() == cgroup.ModeNone {
-		return "eBPF network layer (no cgroup v2 hierarchy to attach its programs to)"
+		return []string{"eBPF network layer (no cgroup v2 hierarchy to attach its programs to)"}
 	}
 	l, err := bpf.Load(context.Background(), p.opts.Logger)
 	if err != nil {
-		return fmt.Sprintf("eBPF network layer (%v)", err)
+		return []string{fmt.Sprintf("eBPF network layer (%v)", err)}
 	}
 	p.network = l
-	return ""
+	return l.Missing()
 }
 
 // refuse records a refusal as an event and turns it into exit code 125.

@@ -11,10 +11,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/mcpjail/mcpjail/bpf"
 	"github.com/mcpjail/mcpjail/sandbox/audit"
 	"github.com/mcpjail/mcpjail/sandbox/cgroup"
-	"github.com/mcpjail/mcpjail/sandbox/sockdiag"
 )
 
 // cleanupTimeout bounds the wait for a killed jail to empty.
@@ -37,102 +35,49 @@ func (p *prepared) launch(ctx context.Context) (int, error) {
 	if err := g.announce(guardMsg{TmpDir: p.tmpDir}); err != nil {
 		return 0, p.refuse(err)
 	}
-	var j jailResources
-	// One teardown for every path, in the order that keeps enforcement on
-	// until nothing of the jail runs: processes killed and cgroup removed,
-	// then the eBPF programs detached, then the last events read.
-	defer j.teardown(p)
-	if root {
-		var missing []string
-		j.grp, missing, err = cgroup.Create(safeName(p.events.Server().Name)+"-"+p.instance, p.policy.Limits)
+	var jail *Jail
+	if root && p.opts.Remote == nil { // through the daemon, the daemon builds it
+		jail, err = NewJail(JailSpec{
+			Name: p.events.Server().Name, Instance: p.instance, Policy: p.policy, Events: p.events,
+			Network: p.network, OwnLoader: true, AllowDegraded: p.opts.AllowDegraded, Logger: p.opts.Logger,
+			Created: func(s cgroup.Spec) error { return g.announce(guardMsg{Cgroup: &s}) },
+		})
 		if err != nil {
-			return 0, p.refuse(fmt.Errorf("create cgroup: %w", err))
-		}
-		spec := j.grp.Spec()
-		if err := g.announce(guardMsg{Cgroup: &spec}); err != nil {
 			return 0, p.refuse(err)
 		}
-		if len(missing) > 0 {
-			if !p.opts.AllowDegraded {
-				return 0, p.refuse(fmt.Errorf("missing cgroup limits: %v (use --allow-degraded to run without them)", missing))
-			}
-			for _, m := range missing {
-				p.events.Emit(audit.Event{Kind: audit.KindDegraded, Verdict: audit.VerdictAudit, Layer: audit.LayerCgroup, Reason: "running without " + m})
-			}
-		}
-		if p.network != nil {
-			// Enforcement is live before the init step exists.
-			if j.net, err = p.network.Register(j.grp.ID(), j.grp.V2Path(), p.policy); err != nil {
-				return 0, p.refuse(fmt.Errorf("register the jail with the eBPF layer: %w", err))
-			}
-			j.stopEvents = p.forwardKernelEvents(j.grp)
-		}
+		// One teardown for every path; Close is idempotent.
+		defer jail.Close()
 	}
-	code, err := p.runInit(ctx, j.grp, root)
+	var grp *cgroup.Group
+	if jail != nil {
+		grp = jail.Group()
+	}
+	var waitRemote func()
+	if p.opts.Remote != nil {
+		waitRemote = p.forwardRemoteEvents()
+		defer p.opts.Remote.Close()
+	}
+	if p.opts.Remote != nil && !root {
+		p.events.Emit(audit.Event{Kind: audit.KindDegraded, Verdict: audit.VerdictAudit, Layer: audit.LayerMcpjail,
+			Reason: "running without a PID namespace: an unprivileged run through the daemon shares the host's (Landlock scopes its signals where the kernel has ABI 6)"})
+	}
+	code, err := p.runInit(ctx, grp, root)
 	if err != nil {
 		return 0, err
 	}
-	var oomKills uint64
-	if j.grp != nil { // read before teardown removes the cgroup's files
-		oomKills, _ = j.grp.OOMKills()
+	if jail != nil {
+		jail.Close()
 	}
-	j.teardown(p)
-	if oomKills > 0 {
-		p.events.Emit(audit.Event{Kind: audit.KindLimit, Target: "memory", Verdict: audit.VerdictDeny, Layer: audit.LayerCgroup, Action: audit.ActionKill,
-			Reason: fmt.Sprintf("memory limit of %d bytes reached: %d process(es) OOM-killed", p.policy.Limits.MemoryBytes, oomKills)})
+	if waitRemote != nil {
+		if err := p.opts.Remote.Release(); err != nil {
+			p.opts.Logger.Warn("release the jail at the daemon (it removes the jail when its client goes)", "err", err)
+		}
+		p.opts.Remote.Close()
+		waitRemote()
 	}
 	exit := code
 	p.events.Emit(audit.Event{Kind: audit.KindExit, Verdict: audit.VerdictAllow, Layer: audit.LayerMcpjail, ExitCode: &exit, Reason: describeExit(code)})
 	return code, nil
-}
-
-// jailResources is what launch created; teardown releases it once.
-type jailResources struct {
-	grp        *cgroup.Group
-	net        *bpf.Jail
-	stopEvents func()
-	done       bool
-}
-
-func (j *jailResources) teardown(p *prepared) {
-	if j.done {
-		return
-	}
-	j.done = true
-	if j.grp != nil {
-		p.removeGroup(j.grp)
-	}
-	if j.net != nil {
-		// Orphaned sockets outlive their processes and would send what is
-		// left in their queues unfiltered once the programs are detached.
-		if _, err := sockdiag.DestroyCgroupSockets(j.grp.ID()); err != nil {
-			p.opts.Logger.Error("destroy the jail's sockets", "err", err)
-		}
-		if err := j.net.Close(); err != nil {
-			p.opts.Logger.Error("detach eBPF programs", "err", err)
-		}
-	}
-	if j.stopEvents != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), eventSyncTimeout)
-		if err := p.network.Sync(ctx); err != nil {
-			p.opts.Logger.Error("read the jail's last eBPF events", "err", err)
-		}
-		cancel()
-		j.stopEvents()
-		p.events.Flush()
-		if n, err := p.network.Lost(); err == nil && n > 0 {
-			p.events.Emit(audit.Event{Kind: audit.KindLost, Verdict: audit.VerdictAudit, Layer: audit.LayerBPF, Count: int(n),
-				Reason: fmt.Sprintf("%d kernel event record(s) lost: the ring buffer was full", n)})
-		}
-	}
-}
-
-func (p *prepared) removeGroup(grp *cgroup.Group) {
-	ctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
-	defer cancel()
-	if err := grp.Remove(ctx); err != nil {
-		p.opts.Logger.Error("remove jail cgroup", "err", err)
-	}
 }
 
 // runInit starts the init step and waits for it. The child is started and
@@ -187,6 +132,10 @@ func (p *prepared) startAndWait(ctx context.Context, grp *cgroup.Group, root boo
 		defer fd.Close()
 		attr.UseCgroupFD, attr.CgroupFD = true, int(fd.Fd())
 	}
+	pidfd := -1
+	if p.opts.Remote != nil {
+		attr.PidFD = &pidfd // the daemon identifies the child by pidfd, never by pid
+	}
 	cmd.SysProcAttr = attr
 	sigs := make(chan os.Signal, 8)
 	signal.Notify(sigs, relayedSignals...)
@@ -199,6 +148,16 @@ func (p *prepared) startAndWait(ctx context.Context, grp *cgroup.Group, root boo
 		return 0, p.refuse(fmt.Errorf("start init step: %w", err))
 	}
 	pid := cmd.Process.Pid
+	if p.opts.Remote != nil {
+		err := p.opts.Remote.Attach(pidfd)
+		syscall.Close(pidfd)
+		if err != nil {
+			specW.Close()
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+			return 0, p.refuse(err)
+		}
+	}
 	spec := &initSpec{Confine: p.confineSpec(), Path: p.exe, Argv: p.opts.Argv, Env: p.env, Dir: p.opts.Workdir, Supervise: root}
 	if grp != nil {
 		if err := grp.Add(pid); err != nil {

@@ -37,7 +37,7 @@ func failClosedSetup(t *testing.T) (workdir, profile, allowed string) {
 // it cannot create cgroups, so it must refuse and say why.
 func TestUnprivilegedRunFailsClosed(t *testing.T) {
 	workdir, profile, allowed := failClosedSetup(t)
-	spec := jailSpec{profile: profile, workdir: workdir, asNobody: true, env: defaultClientEnv()}
+	spec := jailSpec{profile: profile, workdir: workdir, asNobody: true, strict: true, env: defaultClientEnv()}
 	out := spec.run(t, nil, suite.hostile, "attempt", "read_file", allowed)
 	if out.code != 125 {
 		t.Fatalf("exit status %d, want 125 (refused)\nstdout %q\nstderr:\n%s", out.code, out.stdout, out.stderr)
@@ -77,9 +77,21 @@ func TestUnprivilegedRunDegradedKeepsLandlock(t *testing.T) {
 		t.Errorf("read of %s inside the profile: exit %d, ok=%v errno=%q\nstderr:\n%s", filepath.Base(allowed), ok.code, r.OK, r.Errno, ok.stderr)
 	}
 
-	// Without a PID namespace the server can name processes outside the
-	// jail; one of its own uid is fair game for kill(2) unless Landlock's
-	// signal scope stops it.
+	t.Run("signal scope", func(t *testing.T) {
+		// Without a PID namespace the server can name processes outside the
+		// jail; one of its own uid is fair game for kill(2) unless Landlock's
+		// signal scope stops it.
+		if kernelLacks(t, denied.events, gapLandlockScopes) {
+			t.Skipf("Landlock %s has no signal scoping (ABI 6); mcpjail reported it missing", suite.kernel.Landlock.Describe())
+		}
+		testSignalScope(t, spec)
+	})
+	assertDegradedOnce(t, denied)
+}
+
+// testSignalScope makes the degraded jail signal a process of its own uid
+// outside it: Landlock's signal scope must refuse.
+func testSignalScope(t *testing.T, spec jailSpec) {
 	victim := exec.Command(setprivPath, "--reuid=65534", "--regid=65534", "--clear-groups", "sleep", "300")
 	if err := victim.Start(); err != nil {
 		t.Fatal(err)
@@ -96,7 +108,12 @@ func TestUnprivilegedRunDegradedKeepsLandlock(t *testing.T) {
 		t.Errorf("the process outside the jail died: %v", victim.ProcessState)
 	case <-time.After(200 * time.Millisecond):
 	}
+}
 
+// assertDegradedOnce checks that a degraded run reported the missing
+// cgroups, and each missing layer once, as an event and on stderr.
+func assertDegradedOnce(t *testing.T, denied outcome) {
+	t.Helper()
 	degraded := eventsOf(denied.events, audit.KindDegraded)
 	if len(degraded) == 0 {
 		t.Fatalf("no degraded event in the audit log:\n%s", formatEvents(denied.events))

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mcpjail/mcpjail/sandbox/features"
 	"github.com/mcpjail/mcpjail/tests/internal/e2e"
 )
 
@@ -22,6 +23,11 @@ var suite struct {
 	hostile string
 	// serversErr says why the reference MCP servers are unavailable.
 	serversErr error
+	// kernel is what this kernel offers (the probes of `mcpjail doctor`);
+	// gaps are the layers mcpjail reports missing here for any profile
+	// (kernel_test.go). With gaps, jailed runs pass --allow-degraded.
+	kernel features.Report
+	gaps   []string
 }
 
 func TestMain(m *testing.M) {
@@ -39,32 +45,77 @@ func runSuite(m *testing.M) int {
 	return m.Run()
 }
 
+// Prebuilt binaries: the kernel-VM stage (tests/vm) runs this suite where
+// there is neither a Go toolchain nor a source tree, from static binaries
+// that it built on the host. Both must be set, or neither.
+const (
+	envPrebuiltMcpjail = "MCPJAIL_BIN"
+	envPrebuiltHostile = "MCPJAIL_HOSTILE"
+)
+
 func prepareSuite(ctx context.Context) error {
-	repo, err := e2e.RepoRoot(".")
-	if err != nil {
-		return err
-	}
-	suite.repo = repo
 	// Not t.TempDir: its parents are 0700, which uid 65534 cannot traverse.
 	dir, err := os.MkdirTemp("", "mcpjail-e2e-")
 	if err != nil {
 		return fmt.Errorf("binary dir: %w", err)
 	}
 	if err := os.Chmod(dir, 0o755); err != nil {
+		os.RemoveAll(dir)
 		return fmt.Errorf("binary dir: %w", err)
 	}
 	suite.binDir = dir
+	prebuiltMcpjail, prebuiltHostile := os.Getenv(envPrebuiltMcpjail), os.Getenv(envPrebuiltHostile)
+	if prebuiltMcpjail != "" || prebuiltHostile != "" {
+		err = usePrebuilt(prebuiltMcpjail, prebuiltHostile)
+	} else {
+		err = buildSuite(ctx, dir)
+	}
+	if err != nil {
+		os.RemoveAll(dir)
+		return err
+	}
+	probeKernel(ctx)
+	return nil
+}
+
+// buildSuite builds the binaries from this source tree into dir and installs
+// the reference servers.
+func buildSuite(ctx context.Context, dir string) error {
+	repo, err := e2e.RepoRoot(".")
+	if err != nil {
+		return err
+	}
+	suite.repo = repo
 	suite.mcpjail = filepath.Join(dir, "mcpjail")
 	suite.hostile = filepath.Join(dir, "hostile")
 	if err := e2e.GoBuild(ctx, repo, "./cmd/mcpjail", suite.mcpjail); err != nil {
-		os.RemoveAll(dir)
 		return err
 	}
 	if err := e2e.GoBuild(ctx, repo, "./tests/fixtures/hostile", suite.hostile); err != nil {
-		os.RemoveAll(dir)
 		return err
 	}
 	suite.serversErr = e2e.InstallServers(ctx, repo)
+	return nil
+}
+
+// usePrebuilt takes the binaries from the environment. They must be absolute
+// paths that uid 65534 can execute, like the ones buildSuite makes.
+func usePrebuilt(mcpjail, hostile string) error {
+	for env, path := range map[string]string{envPrebuiltMcpjail: mcpjail, envPrebuiltHostile: hostile} {
+		if !filepath.IsAbs(path) {
+			return fmt.Errorf("%s=%q: want the absolute path of a prebuilt binary (set both %s and %s, or neither)",
+				env, path, envPrebuiltMcpjail, envPrebuiltHostile)
+		}
+		fi, err := os.Stat(path)
+		if err != nil {
+			return fmt.Errorf("%s: %w", env, err)
+		}
+		if fi.Mode().Perm()&0o005 != 0o005 {
+			return fmt.Errorf("%s: %s has mode %s: uid 65534 must be able to run it", env, path, fi.Mode().Perm())
+		}
+	}
+	suite.mcpjail, suite.hostile = mcpjail, hostile
+	suite.serversErr = fmt.Errorf("prebuilt binaries (%s): no source tree to install the reference servers from", envPrebuiltMcpjail)
 	return nil
 }
 

@@ -24,11 +24,16 @@ type jailSpec struct {
 	workdir       string // --workdir; empty: none
 	name          string // --name; empty: none
 	allowDegraded bool
+	// strict keeps mcpjail's default on a kernel that lacks layers (see
+	// suite.gaps): refuse. Otherwise such a kernel gets --allow-degraded.
+	strict bool
 	// asNobody runs mcpjail as uid/gid 65534 through setpriv, the way an
 	// unprivileged user would start it.
 	asNobody bool
 	// env is mcpjail's whole environment; nil means a small client-like one.
 	env []string
+	// extra are more flags of `mcpjail run` (e.g. --socket of a test daemon).
+	extra []string
 }
 
 // defaultClientEnv is what an MCP client typically hands a server command
@@ -60,9 +65,10 @@ func (s jailSpec) command(t *testing.T, ctx context.Context, argv ...string) (*e
 	if s.name != "" {
 		args = append(args, "--name", s.name)
 	}
-	if s.allowDegraded {
+	if s.allowDegraded || (!s.strict && len(suite.gaps) > 0) {
 		args = append(args, "--allow-degraded")
 	}
+	args = append(args, s.extra...)
 	args = append(append(args, "--"), argv...)
 	path := suite.mcpjail
 	if s.asNobody {

@@ -68,6 +68,9 @@ func newApp() *cli.App {
 			runCommand(),
 			profileCommand(),
 			doctorCommand(),
+			daemonCommand(),
+			statusCommand(),
+			eventsCommand(),
 			versionCommand(),
 		},
 	}

@@ -2,12 +2,14 @@ package main
 
 import (
 	"errors"
+	"io/fs"
 	"log/slog"
 	"os"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/mcpjail/mcpjail/sandbox"
+	"github.com/mcpjail/mcpjail/sandbox/daemon"
 )
 
 // runFlags are the flags of `mcpjail run`.
@@ -17,6 +19,8 @@ type runFlags struct {
 	name          string
 	auditLog      string
 	allowDegraded bool
+	daemonMode    string
+	socket        string
 }
 
 func runCommand() *cli.Command {
@@ -34,6 +38,13 @@ from the profile alone.
 A layer the profile needs but this host lacks makes the run refuse (exit 125)
 unless --allow-degraded is given.
 
+Unprivileged users get cgroups, limits and the eBPF layer from the mcpjail
+daemon when its socket is reachable (--daemon auto, the default for them):
+the daemon compiles the policy from its own profiles, builds the jail, and
+kills on violations; the server runs as the user. Root runs standalone unless
+--daemon always. Without a daemon an unprivileged run refuses (exit 125)
+unless --allow-degraded.
+
 Exit status: the server's own; 128+N when signal N ended it; 125 when mcpjail
 failed or refused; 126 when CMD cannot be executed; 127 when it is not found;
 2 for usage and profile errors.`,
@@ -42,6 +53,8 @@ failed or refused; 126 when CMD cannot be executed; 127 when it is not found;
 			&cli.StringFlag{Name: "workdir", Usage: "the server's working directory and ${WORKDIR} (default: the current directory)", Destination: &f.workdir},
 			&cli.StringFlag{Name: "name", Usage: "server name in events and in the cgroup name (default: the profile's name)", Destination: &f.name},
 			&cli.StringFlag{Name: "audit-log", Usage: "append events as JSON lines to `PATH`", Destination: &f.auditLog},
+			&cli.StringFlag{Name: "daemon", Usage: "use the mcpjail daemon: auto (when not root and its socket exists), always, never", Value: "auto", Destination: &f.daemonMode},
+			socketFlag(&f.socket),
 			&cli.BoolFlag{Name: "allow-degraded", Usage: "run with the layers this host has instead of refusing, warning once per missing layer", Destination: &f.allowDegraded},
 		},
 		Action: func(c *cli.Context) error { return f.run(c) },
@@ -54,7 +67,12 @@ func (f *runFlags) run(c *cli.Context) error {
 		return exitf(exitUsage, "run: no command given (usage: mcpjail run [flags] -- CMD [ARGS...])")
 	}
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	remote, err := f.remote(c)
+	if err != nil {
+		return err
+	}
 	code, err := sandbox.Run(c.Context, sandbox.Options{
+		Remote:        remote,
 		Profile:       f.profile,
 		Workdir:       f.workdir,
 		Name:          f.name,
@@ -74,4 +92,38 @@ func (f *runFlags) run(c *cli.Context) error {
 		return silentExit(code)
 	}
 	return nil
+}
+
+// remote connects to the daemon when the run should go through it; nil
+// means a standalone run.
+func (f *runFlags) remote(c *cli.Context) (sandbox.Remote, error) {
+	use := false
+	switch f.daemonMode {
+	case "never":
+	case "always":
+		use = true
+	case "auto":
+		if os.Geteuid() != 0 {
+			// Only a socket that does not exist means "no daemon": one we
+			// cannot even look at is a broken host, not a reason to go on
+			// without cgroups and eBPF.
+			_, err := os.Stat(f.socket)
+			if err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return nil, exitf(exitInternal, "run: mcpjail daemon socket %s: %v (use --daemon never to run without it)", f.socket, err)
+			}
+			use = err == nil
+		}
+	default:
+		return nil, exitf(exitUsage, "run: --daemon %q: want auto, always or never", f.daemonMode)
+	}
+	if !use {
+		return nil, nil
+	}
+	cl, err := daemon.Dial(c.Context, f.socket)
+	if err != nil {
+		// A socket that exists but does not answer is a broken host: say so
+		// rather than fall back silently to a jail without cgroups or eBPF.
+		return nil, exitf(exitInternal, "run: %v (use --daemon never to run without it)", err)
+	}
+	return cl, nil
 }

@@ -19,6 +19,9 @@ type Log struct {
 	now    func() time.Time
 	// repeats folds identical kernel events (ratelimit.go).
 	repeats map[repeatKey]*pendingRepeat
+	// sinks receive every written event (after folding), e.g. the daemon's
+	// audit file, metrics and its clients.
+	sinks []func(Event)
 }
 
 // Open returns a Log for one server. human may be nil (no human lines);
@@ -60,8 +63,31 @@ func (l *Log) Emit(e Event) {
 	l.write(e)
 }
 
+// AddSink makes f receive every event this log writes, folded repeats
+// included, in order. f runs with the log's lock held and must not block
+// for long or call back into the log.
+func (l *Log) AddSink(f func(Event)) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.sinks = append(l.sinks, f)
+}
+
+// Forward writes an event that another log already stamped and folded (the
+// daemon's, relayed to its client) as it is, without folding it again.
+func (l *Log) Forward(e Event) {
+	if l == nil {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.write(e)
+}
+
 // write writes one event everywhere; l.mu is held.
 func (l *Log) write(e Event) {
+	for _, f := range l.sinks {
+		f(e)
+	}
 	if l.human != nil {
 		fmt.Fprintf(l.human, "mcpjail: %s\n", e.Line())
 	}
@@ -80,7 +106,6 @@ func (l *Log) write(e Event) {
 // Server is the identity stamped on every event.
 func (l *Log) Server() Server { return l.server }
 
-// Close closes the JSON log.
 // Close writes the pending repeat counts and closes the JSON log.
 func (l *Log) Close() error {
 	if l == nil {

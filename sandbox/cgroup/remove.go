@@ -202,3 +202,29 @@ func removeStale(l *layout, minAge time.Duration, match func(name string) bool) 
 	}
 	return removed, errors.Join(errs...)
 }
+
+// MemoryCurrent is the jail's memory use in bytes: memory.usage_in_bytes
+// (v1) or memory.current (v2).
+func (g *Group) MemoryCurrent() (uint64, error) {
+	if g.err != nil {
+		return 0, g.err
+	}
+	file := ""
+	if d := g.v1[ctrlMemory]; d != "" {
+		file = filepath.Join(d, "memory.usage_in_bytes")
+	} else if g.v2 != "" {
+		file = filepath.Join(g.v2, "memory.current")
+	}
+	if file == "" {
+		return 0, fmt.Errorf("memory use of cgroup %v: no memory controller", g.Paths())
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return 0, fmt.Errorf("memory use: %w", err)
+	}
+	n, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("memory use: %s: %w", file, err)
+	}
+	return n, nil
+}

@@ -97,6 +97,10 @@ func run(c config) error {
 		return err
 	}
 	defer os.RemoveAll(work)
+	// uid 65534 runs the built binary in the startup section.
+	if err := os.Chmod(work, 0o755); err != nil {
+		return err
+	}
 	e := env{repo: repo, work: work, mcpjail: c.mcpjail}
 	if e.mcpjail == "" {
 		e.mcpjail = filepath.Join(work, "mcpjail")

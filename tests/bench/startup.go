@@ -13,10 +13,17 @@ func benchStartup(ctx context.Context, e env, c config) error {
 	if _, err := os.Stat(c.bwrap); err != nil {
 		return fmt.Errorf("bubblewrap: %w (apt-get install bubblewrap)", err)
 	}
+	d, err := startBenchDaemon(ctx, e)
+	if err != nil {
+		return err
+	}
+	defer d.stop(e)
 	starters := []way{
 		{"bare /bin/true", commandOf("/bin/true")},
 		{"bwrap /bin/true", commandOf(bwrapArgs(c.bwrap)...)},
 		{"mcpjail run -- /bin/true", commandOf(e.mcpjail, "run", "--", "/bin/true")},
+		{"uid 65534: bare /bin/true", commandOf(asNobody("/bin/true")...)},
+		{"uid 65534: mcpjail run (daemon)", commandOf(asNobody(e.mcpjail, "run", "--socket", d.socket, "--", "/bin/true")...)},
 	}
 	fmt.Fprintf(os.Stderr, "startup: %d runs each ...\n", c.starts)
 	times, err := measureStartups(ctx, starters, c.starts)
@@ -38,7 +45,9 @@ func printStartups(ways []way, times [][]time.Duration, c config) {
 	}
 	table(os.Stdout, rows)
 	fmt.Printf("ratio mcpjail/bwrap (medians): %s (target <= 1.5)\n", ratio(med[2], med[1]))
-	fmt.Printf("ratio mcpjail/bare  (medians): %s\n\n", ratio(med[2], med[0]))
+	fmt.Printf("ratio mcpjail/bare  (medians): %s\n", ratio(med[2], med[0]))
+	fmt.Printf("through the daemon, above bare exec as the same user: %s (target <= 10 ms)\n", ms(time.Duration(med[4]-med[3])))
+	fmt.Printf("ratio daemon/standalone (medians): %s\n\n", ratio(med[4], med[2]))
 }
 
 // measureStartups runs each way's command n times, interleaved, and returns

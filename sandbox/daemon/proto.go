@@ -1,0 +1,206 @@
+package daemon
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/mcpjail/mcpjail/profiles"
+	"github.com/mcpjail/mcpjail/sandbox/audit"
+)
+
+// ProtocolVersion is the API version; a peer speaking another is refused.
+const ProtocolVersion = 1
+
+// maxMessage bounds one message. The socket is SOCK_SEQPACKET: message
+// boundaries are the kernel's, and descriptors travel with their message.
+const maxMessage = 1 << 20
+
+// Operations of the API.
+const (
+	OpPrepare = "prepare" // resolve and compile a profile for the caller
+	OpAttach  = "attach"  // create the jail and move the caller's child in (pidfd attached)
+	OpRelease = "release" // the server ended: tear the jail down
+	OpStatus  = "status"
+	OpEvents  = "events"
+)
+
+// Request is what a client sends.
+type Request struct {
+	V       int             `json:"v"`
+	Op      string          `json:"op"`
+	Prepare *PrepareRequest `json:"prepare,omitempty"`
+	Events  *EventsRequest  `json:"events,omitempty"`
+}
+
+// PrepareRequest names the profile and the run's paths.
+type PrepareRequest struct {
+	// Profile is a profile name from the daemon's directories or built-ins.
+	Profile string `json:"profile,omitempty"`
+	// ProfileYAML is the caller's own profile; only when the config allows it.
+	ProfileYAML  string `json:"profile_yaml,omitempty"`
+	ProfileLabel string `json:"profile_label,omitempty"` // its file name, for messages
+	Name         string `json:"name,omitempty"`
+	Instance     string `json:"instance"`
+	Workdir      string `json:"workdir"`
+	TmpDir       string `json:"tmpdir"`
+	// AllowDegraded accepts missing cgroup limits instead of refusing.
+	AllowDegraded bool `json:"allow_degraded,omitempty"`
+}
+
+// EventsRequest asks for recent events and, with Follow, new ones.
+type EventsRequest struct {
+	Follow bool   `json:"follow,omitempty"`
+	Server string `json:"server,omitempty"`
+}
+
+// Reply is what the daemon sends; exactly one field besides V is set.
+type Reply struct {
+	V        int          `json:"v"`
+	Error    *ReplyError  `json:"error,omitempty"`
+	Prepared *Prepared    `json:"prepared,omitempty"`
+	Attached *Attached    `json:"attached,omitempty"`
+	Event    *audit.Event `json:"event,omitempty"`
+	Released bool         `json:"released,omitempty"`
+	Status   *Status      `json:"status,omitempty"`
+	// EndOfBacklog separates recent events from followed ones.
+	EndOfBacklog bool `json:"end_of_backlog,omitempty"`
+}
+
+// ReplyError is a refusal. Code is the exit status the client should use
+// (2 usage or profile error, 125 refused).
+type ReplyError struct {
+	Code    int    `json:"code"`
+	Message string `json:"message"`
+}
+
+func (e *ReplyError) Error() string { return e.Message }
+
+// Prepared is the compiled policy the daemon will enforce.
+type Prepared struct {
+	Server audit.Server     `json:"server"`
+	Policy *profiles.Policy `json:"policy"`
+}
+
+// Attached confirms the jail exists and holds the caller's child.
+type Attached struct {
+	Cgroup   string `json:"cgroup"`
+	CgroupID uint64 `json:"cgroup_id"`
+}
+
+// Status is `mcpjail status`.
+type Status struct {
+	Version string       `json:"version"`
+	PID     int          `json:"pid"`
+	Started time.Time    `json:"started"`
+	Layers  []string     `json:"layers"`
+	Lost    uint64       `json:"lost"`
+	Jails   []JailStatus `json:"jails"`
+	// Declared are the servers of servers.d.
+	Declared []DeclaredStatus `json:"declared,omitempty"`
+}
+
+// JailStatus is one row of `mcpjail status`.
+type JailStatus struct {
+	Server     audit.Server `json:"server"`
+	User       string       `json:"user"`
+	UID        int          `json:"uid"`
+	PID        int          `json:"pid"`
+	Profile    string       `json:"profile"`
+	Started    time.Time    `json:"started"`
+	Memory     uint64       `json:"memory_bytes"`
+	Violations int          `json:"violations"`
+	Kills      int          `json:"kills"`
+	Adopted    bool         `json:"adopted,omitempty"`
+}
+
+// conn is one SOCK_SEQPACKET connection.
+type conn struct {
+	c   *net.UnixConn
+	buf []byte // one message, reused by recv
+}
+
+// send writes v as one message, with fds attached when given.
+func (c *conn) send(v any, fds ...int) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("encode message: %w", err)
+	}
+	if len(b) > maxMessage {
+		return fmt.Errorf("message of %d bytes is larger than %d", len(b), maxMessage)
+	}
+	var oob []byte
+	if len(fds) > 0 {
+		oob = unix.UnixRights(fds...)
+	}
+	if _, _, err := c.c.WriteMsgUnix(b, oob, nil); err != nil {
+		return fmt.Errorf("send message: %w", err)
+	}
+	return nil
+}
+
+// recv reads one message into v and returns the descriptors it carried,
+// which the caller owns. io.EOF means the peer closed.
+func (c *conn) recv(v any) ([]*os.File, error) {
+	if c.buf == nil {
+		c.buf = make([]byte, maxMessage+1)
+	}
+	buf := c.buf
+	oob := make([]byte, unix.CmsgSpace(4*4))
+	n, oobn, flags, _, err := c.c.ReadMsgUnix(buf, oob)
+	if err != nil {
+		return nil, err
+	}
+	files, ferr := parseRights(oob[:oobn])
+	closeAll := func() {
+		for _, f := range files {
+			f.Close()
+		}
+	}
+	if ferr != nil {
+		closeAll()
+		return nil, ferr
+	}
+	if flags&(unix.MSG_TRUNC|unix.MSG_CTRUNC) != 0 {
+		closeAll()
+		return nil, errors.New("message or its descriptors truncated")
+	}
+	if n == 0 {
+		closeAll()
+		return nil, errEOF
+	}
+	if err := json.Unmarshal(buf[:n], v); err != nil {
+		closeAll()
+		return nil, fmt.Errorf("decode message: %w", err)
+	}
+	return files, nil
+}
+
+// errEOF is a zero-length read: on SOCK_SEQPACKET, the peer's close.
+var errEOF = errors.New("connection closed by peer")
+
+func parseRights(oob []byte) ([]*os.File, error) {
+	if len(oob) == 0 {
+		return nil, nil
+	}
+	msgs, err := unix.ParseSocketControlMessage(oob)
+	if err != nil {
+		return nil, fmt.Errorf("parse control message: %w", err)
+	}
+	var files []*os.File
+	for _, m := range msgs {
+		fds, err := unix.ParseUnixRights(&m)
+		if err != nil {
+			continue // not SCM_RIGHTS (credentials are read with SO_PEERCRED)
+		}
+		for _, fd := range fds {
+			files = append(files, os.NewFile(uintptr(fd), "passed"))
+		}
+	}
+	return files, nil
+}

@@ -1,0 +1,294 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"time"
+
+	"github.com/mcpjail/mcpjail/profiles"
+	"github.com/mcpjail/mcpjail/sandbox"
+	"github.com/mcpjail/mcpjail/sandbox/audit"
+	"github.com/mcpjail/mcpjail/sandbox/cgroup"
+)
+
+// session is one client connection.
+type session struct {
+	d    *Daemon
+	c    *conn
+	peer Peer
+}
+
+func refusal(code int, format string, args ...any) *Reply {
+	return &Reply{V: ProtocolVersion, Error: &ReplyError{Code: code, Message: fmt.Sprintf(format, args...)}}
+}
+
+// serve authorizes the peer and dispatches on its first request.
+func (d *Daemon) serve(ctx context.Context, uc *net.UnixConn) {
+	defer uc.Close()
+	s := &session{d: d, c: &conn{c: uc}}
+	peer, err := peerOf(uc)
+	if err != nil {
+		d.log.Error("refused connection", "err", err)
+		return
+	}
+	s.peer = peer
+	// The daemon's own children are the declared servers' runs.
+	if ok, why := d.authorizer().allowed(peer); !ok && !isChildOfDaemon(peer) {
+		d.log.Warn("refused connection", "uid", peer.UID, "pid", peer.PID, "reason", why)
+		_ = s.c.send(refusal(sandbox.ExitRefused, "mcpjail daemon: permission denied: %s", why))
+		// Read the client's request before closing: closing with unread
+		// data resets the connection, and the client would lose the reason.
+		_ = uc.SetReadDeadline(time.Now().Add(time.Second))
+		var ignored Request
+		fs, _ := s.c.recv(&ignored)
+		closeFiles(fs)
+		return
+	}
+	var req Request
+	files, err := s.c.recv(&req)
+	closeFiles(files)
+	if err != nil {
+		d.log.Debug("connection ended before a request", "uid", peer.UID, "err", err)
+		return
+	}
+	if req.V != ProtocolVersion {
+		_ = s.c.send(refusal(sandbox.ExitUsage, "mcpjail daemon speaks protocol version %d, the client %d: use the same mcpjail release", ProtocolVersion, req.V))
+		return
+	}
+	switch {
+	case req.Op == OpPrepare && req.Prepare != nil:
+		s.run(ctx, req.Prepare)
+	case req.Op == OpStatus:
+		_ = s.c.send(&Reply{V: ProtocolVersion, Status: d.status()})
+	case req.Op == OpEvents:
+		er := req.Events
+		if er == nil {
+			er = &EventsRequest{}
+		}
+		s.events(ctx, er)
+	default:
+		_ = s.c.send(refusal(sandbox.ExitUsage, "unknown request %q", req.Op))
+	}
+}
+
+// run is the life of one unprivileged run: the policy is compiled here from
+// the daemon's own profile, then the client's child is moved into the jail
+// before it may start the server, and the jail lives until the client
+// releases it or goes away.
+func (s *session) run(ctx context.Context, pr *PrepareRequest) {
+	d := s.d
+	rec, err := d.compile(s.peer, pr)
+	if err != nil {
+		var re *ReplyError
+		if !errors.As(err, &re) {
+			re = &ReplyError{Code: sandbox.ExitRefused, Message: err.Error()}
+		}
+		d.log.Warn("refused run", "uid", s.peer.UID, "profile", pr.Profile, "err", re.Message)
+		_ = s.c.send(&Reply{V: ProtocolVersion, Error: re})
+		return
+	}
+	if err := s.c.send(&Reply{V: ProtocolVersion, Prepared: &Prepared{Server: rec.Server, Policy: rec.Policy}}); err != nil {
+		return
+	}
+	var attach Request
+	files, err := s.c.recv(&attach)
+	if err != nil || attach.Op != OpAttach {
+		closeFiles(files)
+		return // the client gave up (e.g. a local layer is missing)
+	}
+	if len(files) != 1 {
+		closeFiles(files)
+		_ = s.c.send(refusal(sandbox.ExitRefused, "attach needs exactly one pidfd, got %d descriptors", len(files)))
+		return
+	}
+	pidfd := files[0]
+	defer pidfd.Close()
+	t0 := time.Now()
+	e, err := d.attach(s, rec, pidfd, pr.AllowDegraded)
+	d.log.Debug("jail attached", "server", rec.Server.Name, "instance", rec.Server.Instance, "took", time.Since(t0))
+	if err != nil {
+		d.log.Warn("refused attach", "uid", s.peer.UID, "server", rec.Server.Name, "err", err)
+		_ = s.c.send(refusal(sandbox.ExitRefused, "%v", err))
+		return
+	}
+	defer d.release(e)
+	if err := s.c.send(&Reply{V: ProtocolVersion, Attached: &Attached{Cgroup: e.jail.Group().V2Path(), CgroupID: e.jail.Group().ID()}}); err != nil {
+		return
+	}
+	// Wait for release or for the client to go: either way the jail ends.
+	var req Request
+	for {
+		fs, err := s.c.recv(&req)
+		closeFiles(fs)
+		if err != nil {
+			d.log.Info("client of a running jail went away: killing the jail", "server", rec.Server.Name, "instance", rec.Server.Instance)
+			return
+		}
+		if req.Op == OpRelease {
+			t0 := time.Now()
+			d.release(e)
+			d.log.Debug("jail released on request", "instance", rec.Server.Instance, "took", time.Since(t0))
+			_ = s.c.send(&Reply{V: ProtocolVersion, Released: true})
+			return
+		}
+	}
+}
+
+// attach builds the jail around the client's child, identified by the
+// pidfd the client passed, never by a pid it claims.
+func (d *Daemon) attach(s *session, rec *jailRecord, pidfd *os.File, allowDegraded bool) (*entry, error) {
+	started := time.Now()
+	pid, err := childOf(pidfd, s.peer)
+	if err != nil {
+		return nil, err
+	}
+	e := &entry{rec: rec}
+	e.events = d.newEventLog(e, rec.Server, func(ev audit.Event) { _ = s.c.send(&Reply{V: ProtocolVersion, Event: &ev}) })
+	jail, err := sandbox.NewJail(sandbox.JailSpec{
+		Name: rec.Server.Name, Instance: rec.Server.Instance, Policy: rec.Policy, Events: e.events,
+		Network: d.loader, CgroupBase: d.cgroupBase, AllowDegraded: allowDegraded, Logger: d.log,
+		Created: func(spec cgroup.Spec) error {
+			rec.Cgroup = spec
+			return d.state.save(rec)
+		},
+	})
+	if err != nil {
+		e.events.Close()
+		_ = d.state.remove(rec.Server.Instance)
+		return nil, err
+	}
+	e.jail = jail
+	rec.CgroupID = jail.Group().ID()
+	d.add(e)
+	built := time.Now()
+	if err := jail.Group().Add(pid); err != nil {
+		d.release(e)
+		return nil, fmt.Errorf("move pid %d into the jail: %w", pid, err)
+	}
+	// Alive after the move means the pid we moved was the pidfd's process:
+	// a pid is not reused while its process lives.
+	if err := pidfdAlive(pidfd); err != nil {
+		d.release(e)
+		return nil, fmt.Errorf("the client's child exited while it was moved into the jail: %w", err)
+	}
+	rec.PID = pid
+	moved := time.Now()
+	if err := d.state.save(rec); err != nil {
+		d.release(e)
+		return nil, err
+	}
+	d.log.Debug("jail built", "instance", rec.Server.Instance, "create_and_register", built.Sub(started), "move", moved.Sub(built), "record", time.Since(moved))
+	e.events.Emit(audit.Event{Kind: audit.KindStart, PID: pid, Verdict: audit.VerdictAllow, Layer: audit.LayerMcpjail,
+		Reason: fmt.Sprintf("profile %s for user %s (%d), through the daemon", rec.Profile, rec.User, rec.UID)})
+	return e, nil
+}
+
+// events sends the backlog and, when following, every new event until the
+// client closes or falls too far behind.
+func (s *session) events(ctx context.Context, er *EventsRequest) {
+	backlog, sub := s.d.hub.subscribe(er.Server)
+	defer s.d.hub.unsubscribe(sub)
+	for i := range backlog {
+		if err := s.c.send(&Reply{V: ProtocolVersion, Event: &backlog[i]}); err != nil {
+			return
+		}
+	}
+	if err := s.c.send(&Reply{V: ProtocolVersion, EndOfBacklog: true}); err != nil || !er.Follow {
+		return
+	}
+	gone := make(chan struct{})
+	go func() {
+		var r Request
+		for {
+			fs, err := s.c.recv(&r)
+			closeFiles(fs)
+			if err != nil {
+				close(gone)
+				return
+			}
+		}
+	}()
+	for {
+		select {
+		case e := <-sub.ch:
+			if err := s.c.send(&Reply{V: ProtocolVersion, Event: &e}); err != nil {
+				return
+			}
+		case <-sub.overflowed:
+			_ = s.c.send(refusal(sandbox.ExitRefused, "events: this follower fell more than %d events behind and was cut off; the audit log has them all", subscriberQueue))
+			return
+		case <-gone:
+			return
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// status is `mcpjail status`.
+func (d *Daemon) status() *Status {
+	st := &Status{Version: d.opts.Version, PID: os.Getpid(), Started: d.started, Layers: d.layers()}
+	st.Lost, _ = d.loader.Lost()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, e := range d.jails {
+		js := JailStatus{Server: e.rec.Server, User: e.rec.User, UID: e.rec.UID, PID: e.rec.PID, Profile: e.rec.Profile,
+			Started: e.rec.Started, Violations: int(e.violations.Load()), Kills: int(e.kills.Load()), Adopted: e.adopted}
+		if e.jail != nil {
+			js.Memory, _ = e.jail.Group().MemoryCurrent()
+		}
+		st.Jails = append(st.Jails, js)
+	}
+	for _, ds := range d.declared {
+		st.Declared = append(st.Declared, *ds)
+	}
+	return st
+}
+
+func (d *Daemon) layers() []string {
+	return []string{"cgroups (" + string(cgroup.DetectMode()) + ")", "eBPF (pinned at " + d.cfg.PinDir + ")"}
+}
+
+func closeFiles(fs []*os.File) {
+	for _, f := range fs {
+		f.Close()
+	}
+}
+
+// compile resolves the profile for the peer and compiles it with the
+// peer's home; the run's paths are checked to belong to the peer.
+func (d *Daemon) compile(peer Peer, pr *PrepareRequest) (*jailRecord, error) {
+	if !instancePattern.MatchString(pr.Instance) {
+		return nil, &ReplyError{Code: sandbox.ExitUsage, Message: fmt.Sprintf("bad instance id %q", pr.Instance)}
+	}
+	d.mu.Lock()
+	_, dup := d.jails[pr.Instance]
+	d.mu.Unlock()
+	if dup {
+		return nil, &ReplyError{Code: sandbox.ExitRefused, Message: "instance id already in use"}
+	}
+	prof, label, err := d.resolveProfile(pr)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkRunPaths(peer, pr.Workdir, pr.TmpDir); err != nil {
+		return nil, &ReplyError{Code: sandbox.ExitRefused, Message: err.Error()}
+	}
+	if peer.Home == "" {
+		return nil, &ReplyError{Code: sandbox.ExitRefused, Message: fmt.Sprintf("uid %d has no entry in the user database (no home for ${HOME})", peer.UID)}
+	}
+	vars := profiles.Vars{Home: peer.Home, Workdir: pr.Workdir, TmpDir: pr.TmpDir}
+	pol, err := prof.Compile(vars)
+	if err != nil {
+		return nil, &ReplyError{Code: sandbox.ExitUsage, Message: err.Error()}
+	}
+	name := pr.Name
+	if name == "" {
+		name = prof.Name()
+	}
+	return &jailRecord{Server: audit.Server{Name: name, Instance: pr.Instance}, UID: peer.UID, User: peer.Name,
+		Profile: label, Policy: pol, Vars: vars, Started: time.Now(), Declared: isChildOfDaemon(peer)}, nil
+}

@@ -1,0 +1,264 @@
+package tests
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mcpjail/mcpjail/sandbox/audit"
+)
+
+// TestDaemonGivesUnprivilegedRunsTheWholeJail: uid 65534 runs the fixture
+// through the daemon and meets the same kernel as a root run: a denied
+// connect fails with EPERM (and kills under network: kill), a file outside
+// the profile is refused by Landlock, the memory limit holds, and the
+// allowed port still works. The events reach the user's own audit log and
+// the daemon's.
+func TestDaemonGivesUnprivilegedRunsTheWholeJail(t *testing.T) {
+	allowed := listenLoopback(t)
+	denied := deniedTwin(t, allowed)
+	d := startDaemon(t, allowed.port(), "", nil)
+	workdir := nobodyDir(t)
+	deny, kill := d.nobody("e2e-deny", workdir), d.nobody("e2e-kill", workdir)
+
+	ok := deny.run(t, nil, suite.hostile, "attempt", "tcp_connect", fmt.Sprintf("127.0.0.1:%d", allowed.port()))
+	if r := decodeAttempt(t, ok.stdout); ok.code != 0 || !r.OK {
+		t.Fatalf("allowed connect through the daemon: exit %d ok=%v errno=%q\nstderr:\n%s", ok.code, r.OK, r.Errno, ok.stderr)
+	}
+
+	target := fmt.Sprintf("127.0.0.2:%d/tcp", denied.port())
+	out := deny.run(t, nil, suite.hostile, "attempt", "tcp_connect", fmt.Sprintf("127.0.0.2:%d", denied.port()))
+	if r := decodeAttempt(t, out.stdout); out.code != 0 || r.OK || r.Errno != "EPERM" {
+		t.Errorf("denied connect: exit %d ok=%v errno=%q, want EPERM\nstderr:\n%s", out.code, r.OK, r.Errno, out.stderr)
+	}
+	if !findEvent(out.events, denyEvent(audit.KindConnect, target)) {
+		t.Errorf("the user's audit log has no connect deny for %s:\n%s", target, formatEvents(out.events))
+	}
+
+	out = kill.run(t, nil, suite.hostile, "attempt", "tcp_connect", fmt.Sprintf("127.0.0.2:%d", denied.port()))
+	if out.code != 137 {
+		t.Errorf("denied connect under network: kill: exit %d, want 137 (SIGKILL)\nstdout %q\nstderr:\n%s", out.code, out.stdout, out.stderr)
+	}
+	if !findEvent(out.events, func(e audit.Event) bool { return e.Kind == audit.KindKill }) {
+		t.Errorf("no kill event:\n%s", formatEvents(out.events))
+	}
+	if n := denied.accepted.Load(); n != 0 {
+		t.Errorf("the denied listener accepted %d connection(s)", n)
+	}
+
+	out = deny.run(t, nil, suite.hostile, "attempt", "read_file", "/etc/passwd")
+	if r := decodeAttempt(t, out.stdout); out.code != 0 || r.OK || r.Errno != "EACCES" {
+		t.Errorf("read outside the profile: exit %d ok=%v errno=%q, want EACCES\nstderr:\n%s", out.code, r.OK, r.Errno, out.stderr)
+	}
+
+	out = deny.run(t, nil, suite.hostile, "attempt", "mem_bomb", "256")
+	if out.code != 137 && !strings.Contains(out.stdout, `"ok":false`) {
+		t.Errorf("256 MiB under a 64 MiB limit: exit %d, stdout %q", out.code, out.stdout)
+	}
+	if !findEvent(out.events, func(e audit.Event) bool { return e.Kind == audit.KindLimit && e.Target == "memory" }) {
+		t.Errorf("no memory limit event:\n%s", formatEvents(out.events))
+	}
+
+	daemonEvents := readEvents(t, d.auditLog)
+	if !findEvent(daemonEvents, denyEvent(audit.KindConnect, target)) {
+		t.Errorf("the daemon's audit log has no connect deny for %s:\n%s", target, formatEvents(daemonEvents))
+	}
+	scrape := scrapeMetrics(t, d.metrics)
+	if !hasLine(scrape, func(l string) bool {
+		return strings.HasPrefix(l, "mcpjail_events_total{") && strings.Contains(l, `kind="connect"`) && strings.Contains(l, `verdict="deny"`) && !strings.HasSuffix(l, " 0")
+	}) {
+		t.Errorf("metrics show no denied connect:\n%s", scrape)
+	}
+	if st, err := d.status(); err != nil || len(st.Jails) != 0 {
+		t.Errorf("after the runs the daemon still holds jails: %+v (%v)", st, err)
+	}
+}
+
+// TestDaemonRefusesWhatTheConfigDoesNotAllow: a user outside the allowed
+// users is refused at the socket, and an allowed user cannot bring a
+// profile of their own.
+func TestDaemonRefusesWhatTheConfigDoesNotAllow(t *testing.T) {
+	allowed := listenLoopback(t)
+	d := startDaemon(t, allowed.port(), "", nil)
+	workdir := nobodyDir(t)
+
+	own := writeProfile(t, workdir, "mine", fmt.Sprintf("filesystem:\n  exec: [%q]\n", suite.hostile))
+	out := d.nobody(own, workdir).run(t, nil, suite.hostile, "exit", "0")
+	if out.code != 125 || !strings.Contains(out.stderr, "allow_user_profiles") {
+		t.Errorf("own profile: exit %d, want 125 naming allow_user_profiles\nstderr:\n%s", out.code, out.stderr)
+	}
+
+	cmd := exec.Command(setprivPath, "--reuid=65533", "--regid=65533", "--clear-groups", suite.mcpjail,
+		"run", "--socket", d.socket, "--profile", "e2e-deny", "--workdir", workdir, "--", suite.hostile, "exit", "0")
+	cmd.Env = defaultClientEnv()
+	b, _ := cmd.CombinedOutput()
+	if code := cmd.ProcessState.ExitCode(); code != 125 || !strings.Contains(string(b), "permission denied") {
+		t.Errorf("uid 65533: exit %d, want 125 with permission denied\n%s", code, b)
+	}
+	waitFor(t, "the daemon to log the refused connection", func() bool {
+		return strings.Contains(d.stderr.String(), "refused connection") && strings.Contains(d.stderr.String(), "uid=65533")
+	})
+}
+
+// TestDaemonCrashKeepsJailsEnforced: kill -9 of the daemon while a jailed
+// server runs: its denied connect still fails; a restarted daemon adopts
+// the jail (status lists it), reports its later violation in events, and
+// removes it when the server ends.
+func TestDaemonCrashKeepsJailsEnforced(t *testing.T) {
+	allowed := listenLoopback(t)
+	denied := deniedTwin(t, allowed)
+	d := startDaemon(t, allowed.port(), "", nil)
+	workdir := nobodyDir(t)
+	spec := d.nobody("e2e-deny", workdir)
+	cmd, _ := spec.command(t, withTimeout(t, 3*time.Minute), suite.hostile, "serve")
+	h := connect(t, cmd)
+	deniedArgs := map[string]any{"addr": fmt.Sprintf("127.0.0.2:%d", denied.port())}
+	expectDenied(t, h.attempt(t, "tcp_connect", deniedArgs), "EPERM")
+
+	d.kill9(t)
+	expectDenied(t, h.attempt(t, "tcp_connect", deniedArgs), "EPERM")
+	expectAllowed(t, h.attempt(t, "tcp_connect", map[string]any{"addr": fmt.Sprintf("127.0.0.1:%d", allowed.port())}))
+
+	d.start(t)
+	st, err := d.status()
+	if err != nil || len(st.Jails) != 1 || !st.Jails[0].Adopted || st.Jails[0].User != "nobody" {
+		t.Fatalf("after the restart, status should list the adopted jail of nobody: %+v (%v)\nstderr:\n%s", st, err, d.stderr.String())
+	}
+	instance := st.Jails[0].Server.Instance
+	expectDenied(t, h.attempt(t, "tcp_connect", deniedArgs), "EPERM")
+	target := fmt.Sprintf("127.0.0.2:%d/tcp", denied.port())
+	waitFor(t, "the adopted jail's violation in mcpjail events", func() bool {
+		return hasLine(d.events(t), func(l string) bool {
+			return strings.Contains(l, instance) && strings.Contains(l, `"kind":"connect"`) && strings.Contains(l, target)
+		})
+	})
+	if n := denied.accepted.Load(); n != 0 {
+		t.Errorf("the denied listener accepted %d connection(s)", n)
+	}
+
+	h.close(t)
+	waitFor(t, "the adopted jail to be released", func() bool {
+		st, err := d.status()
+		return err == nil && len(st.Jails) == 0
+	})
+	if matches, _ := filepath.Glob(filepath.Join(d.dir, "state", "*.json")); len(matches) != 0 {
+		t.Errorf("state records left after the jail ended: %v", matches)
+	}
+}
+
+// deniedTwin listens on 127.0.0.2 at the allowed listener's port: Landlock
+// (ports only) lets a connect there through, so the eBPF layer (addresses)
+// is what must refuse it.
+func deniedTwin(t *testing.T, allowed *tcpListener) *tcpListener {
+	t.Helper()
+	return listenCounting(t, "tcp", fmt.Sprintf("127.0.0.2:%d", allowed.port()))
+}
+
+func scrapeMetrics(t *testing.T, addr string) string {
+	t.Helper()
+	c := http.Client{Timeout: 5 * time.Second}
+	resp, err := c.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatalf("scrape metrics: %v", err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("scrape metrics: %v", err)
+	}
+	return string(b)
+}
+
+// TestDaemonSupervisesDeclaredServers: a declared server that keeps
+// crashing is restarted with backoff, and one whose integrity pin fails is
+// never started and is reported as a refusal.
+func TestDaemonSupervisesDeclaredServers(t *testing.T) {
+	allowed := listenLoopback(t)
+	dir := nobodyDir(t)
+	servers := filepath.Join(dir, "servers.d")
+	writeFile(t, servers, "crasher.yaml", fmt.Sprintf(`name: crasher
+command: [%q, "exit", "3"]
+profile: e2e-deny
+user: nobody
+workdir: %s
+restart: {policy: on-failure, backoff_initial: 100ms, backoff_max: 400ms}
+`, suite.hostile, dir), 0o644)
+	writeFile(t, servers, "tampered.yaml", fmt.Sprintf(`name: tampered
+command: [%q, "idle"]
+profile: e2e-pinned
+user: nobody
+workdir: %s
+`, suite.hostile, dir), 0o644)
+	// A pin that cannot match: the digest of no file.
+	pinned := map[string]string{"e2e-pinned": fmt.Sprintf("server:\n  sha256: %q\nfilesystem:\n  exec: [%q]\n", strings.Repeat("0", 64), suite.hostile)}
+	d := startDaemon(t, allowed.port(), fmt.Sprintf("servers_dir: %s\n", servers), pinned)
+	waitFor(t, "the crasher to be restarted twice and the tampered server refused", func() bool {
+		st, err := d.status()
+		if err != nil {
+			return false
+		}
+		var crasher, tampered bool
+		for _, s := range st.Declared {
+			crasher = crasher || (s.Name == "crasher" && s.Restarts >= 2 && s.LastExit == 3)
+			tampered = tampered || (s.Name == "tampered" && s.State == "refused")
+		}
+		return crasher && tampered
+	})
+	events := d.events(t)
+	if !hasLine(events, func(l string) bool {
+		return strings.Contains(l, `"kind":"refuse"`) && strings.Contains(l, "sha256")
+	}) {
+		t.Errorf("no refuse event naming the failed sha256 pin:\n%s", events)
+	}
+}
+
+// TestDaemonReloadReplacesRulesOrNothing: SIGHUP with a broken profile
+// keeps the running jail's rules (and says so); with a good one the running
+// jail's network rules are replaced.
+func TestDaemonReloadReplacesRulesOrNothing(t *testing.T) {
+	allowed := listenLoopback(t)
+	twin := deniedTwin(t, allowed)
+	d := startDaemon(t, allowed.port(), "", nil)
+	workdir := nobodyDir(t)
+	cmd, _ := d.nobody("e2e-deny", workdir).command(t, withTimeout(t, 3*time.Minute), suite.hostile, "serve")
+	h := connect(t, cmd)
+	twinArgs := map[string]any{"addr": fmt.Sprintf("127.0.0.2:%d", twin.port())}
+	expectDenied(t, h.attempt(t, "tcp_connect", twinArgs), "EPERM")
+
+	profile := filepath.Join(d.dir, "profiles", "e2e-deny.yaml")
+	writeFile(t, filepath.Dir(profile), filepath.Base(profile), "apiVersion: mcpjail.dev/v1\nkind: Profile\nname: e2e-deny\nnetwork: {egress: [{cidr: 127.0.0.0/8, portz: [1]}]}\n", 0o644)
+	d.hup(t)
+	waitFor(t, "the broken reload to be rejected", func() bool { return strings.Contains(d.stderr.String(), "reload rejected") })
+	expectDenied(t, h.attempt(t, "tcp_connect", twinArgs), "EPERM")
+	expectAllowed(t, h.attempt(t, "tcp_connect", map[string]any{"addr": fmt.Sprintf("127.0.0.1:%d", allowed.port())}))
+
+	writeProfile(t, filepath.Dir(profile), "e2e-deny", fmt.Sprintf(`
+filesystem:
+  read: ["${WORKDIR}"]
+  exec: [%q]
+network:
+  egress:
+    - cidr: 127.0.0.0/30
+      ports: [%d]
+on_violation: {network: deny}
+`, suite.hostile, allowed.port()))
+	d.hup(t)
+	waitFor(t, "the good reload", func() bool { return strings.Contains(d.stderr.String(), "profiles reloaded") })
+	expectAllowed(t, h.attempt(t, "tcp_connect", twinArgs))
+	if twin.accepted.Load() == 0 {
+		t.Error("after the reload the connect to 127.0.0.2 did not arrive")
+	}
+	scrape := scrapeMetrics(t, d.metrics)
+	for _, result := range []string{"error", "ok"} {
+		if !hasLine(scrape, func(l string) bool {
+			return strings.HasPrefix(l, `mcpjail_profile_reloads_total{result="`+result+`"} `) && !strings.HasSuffix(l, " 0")
+		}) {
+			t.Errorf("metrics do not count the %s reload:\n%s", result, scrape)
+		}
+	}
+}
