@@ -30,6 +30,7 @@ type testDaemon struct {
 	metrics  string // host:port
 	cmd      *exec.Cmd
 	stderr   *syncBuffer
+	env      []string // added to the daemon's environment
 }
 
 // daemonProfile is the profile the tests' unprivileged runs name: the
@@ -51,6 +52,14 @@ on_violation: {network: %s}
 // profiles "e2e-deny" and "e2e-kill" (and extraProfiles, by name), and
 // starts the daemon.
 func startDaemon(t *testing.T, allowedPort int, extraConfig string, extraProfiles map[string]string) *testDaemon {
+	t.Helper()
+	d := newDaemon(t, allowedPort, extraConfig, extraProfiles)
+	d.start(t)
+	return d
+}
+
+// newDaemon is startDaemon without the start.
+func newDaemon(t *testing.T, allowedPort int, extraConfig string, extraProfiles map[string]string) *testDaemon {
 	t.Helper()
 	requireRoot(t)
 	requireTool(t, setprivPath, "util-linux")
@@ -87,7 +96,6 @@ metrics_address: %s
 %s`, d.socket, profiles, d.pinDir, filepath.Join(dir, "state"), d.auditLog, d.metrics, extraConfig)
 	writeFile(t, dir, "mcpjail.yaml", cfg, 0o600)
 	t.Cleanup(func() { d.cleanup(t) })
-	d.start(t)
 	return d
 }
 
@@ -96,6 +104,7 @@ func (d *testDaemon) start(t *testing.T) {
 	t.Helper()
 	d.stderr = &syncBuffer{}
 	d.cmd = exec.Command(suite.mcpjail, "daemon", "--config", d.config, "--debug")
+	d.cmd.Env = append(os.Environ(), d.env...)
 	d.cmd.Stderr = d.stderr
 	if err := d.cmd.Start(); err != nil {
 		t.Fatalf("start daemon: %v", err)

@@ -3,6 +3,7 @@ package tests
 import (
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os/exec"
 	"path/filepath"
@@ -260,5 +261,82 @@ on_violation: {network: deny}
 		}) {
 			t.Errorf("metrics do not count the %s reload:\n%s", result, scrape)
 		}
+	}
+}
+
+// TestDaemonTalksToSystemd: under a notify socket the daemon says READY=1
+// once it serves, pings the watchdog at half of WATCHDOG_USEC, and says
+// STOPPING=1 on SIGTERM, the protocol of Type=notify with WatchdogSec.
+func TestDaemonTalksToSystemd(t *testing.T) {
+	allowed := listenLoopback(t)
+	d := newDaemon(t, allowed.port(), "", nil)
+	path := filepath.Join(t.TempDir(), "notify.sock")
+	ln, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: path, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	got := make(chan string, 64)
+	go func() {
+		buf := make([]byte, 4096)
+		for {
+			n, err := ln.Read(buf)
+			if err != nil {
+				close(got)
+				return
+			}
+			got <- string(buf[:n])
+		}
+	}()
+	d.env = []string{"NOTIFY_SOCKET=" + path, "WATCHDOG_USEC=400000"}
+	d.start(t)
+	expectNotify := func(want string) {
+		t.Helper()
+		deadline := time.After(10 * time.Second)
+		for {
+			select {
+			case m := <-got:
+				if strings.Contains(m, want) {
+					return
+				}
+			case <-deadline:
+				t.Fatalf("no %q from the daemon on its notify socket", want)
+			}
+		}
+	}
+	expectNotify("READY=1")
+	expectNotify("WATCHDOG=1")
+	expectNotify("WATCHDOG=1")
+	d.stop(t)
+	expectNotify("STOPPING=1")
+}
+
+// TestDaemonAllowGroupAndUserProfiles: with allow_group, a member (nobody,
+// whose group nogroup is allowed) is let in and a non-member (daemon, uid 1)
+// refused; with allow_user_profiles the member's own profile is enforced.
+func TestDaemonAllowGroupAndUserProfiles(t *testing.T) {
+	allowed := listenLoopback(t)
+	twin := deniedTwin(t, allowed)
+	d := startDaemon(t, allowed.port(), "allow_group: \"65534\"\nallow_user_profiles: true\n", nil)
+	workdir := nobodyDir(t)
+	own := writeProfile(t, workdir, "mine", fmt.Sprintf("filesystem:\n  exec: [%q]\nnetwork:\n  egress: [{cidr: 127.0.0.0/30, ports: [%d]}]\n", suite.hostile, allowed.port()))
+	run := func(uid, gid int) (int, string) {
+		cmd := exec.Command(setprivPath, fmt.Sprintf("--reuid=%d", uid), fmt.Sprintf("--regid=%d", gid), "--clear-groups", suite.mcpjail,
+			"run", "--socket", d.socket, "--profile", own, "--workdir", workdir, "--", suite.hostile, "attempt", "tcp_connect", fmt.Sprintf("127.0.0.2:%d", twin.port()))
+		cmd.Env = defaultClientEnv()
+		var stdout, stderr strings.Builder
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		_ = cmd.Run()
+		return cmd.ProcessState.ExitCode(), stdout.String() + stderr.String()
+	}
+	if code, out := run(1, 1); code != 125 || !strings.Contains(out, "not a member of group") {
+		t.Errorf("uid 1 outside the group: exit %d, want 125 naming the group\n%s", code, out)
+	}
+	code, out := run(65534, 65534)
+	if code != 0 || !strings.Contains(out, `"ok":true`) {
+		t.Errorf("nobody in nogroup with its own profile allowing 127.0.0.2: exit %d\n%s", code, out)
+	}
+	if twin.accepted.Load() != 1 {
+		t.Errorf("the own profile's rule was not enforced: %d connection(s) arrived, want 1", twin.accepted.Load())
 	}
 }

@@ -70,7 +70,14 @@ func (f *daemonFlags) run(c *cli.Context) error {
 		}
 		return nil
 	}
-	opts := daemon.Options{Version: version, Logger: logger, Notify: func(state string) { _, _ = sd.SdNotify(false, state) }}
+	opts := daemon.Options{Version: version, Logger: logger, Notify: func(state string) {
+		if _, err := sd.SdNotify(false, state); err != nil {
+			logger.Warn("sd_notify", "state", state, "err", err)
+		}
+	}}
+	if opts.WatchdogInterval, err = sd.SdWatchdogEnabled(false); err != nil {
+		return exitf(exitUsage, "daemon: watchdog settings: %v", err)
+	}
 	if cfg.AuditLog != "" {
 		af, err := audit.OpenRotating(cfg.AuditLog, cfg.AuditLogMaxBytes, cfg.AuditLogKeep)
 		if err != nil {

@@ -27,6 +27,8 @@ type Options struct {
 	// Notify reports readiness, stopping and watchdog pings (sd_notify);
 	// nil when not under systemd.
 	Notify func(state string)
+	// WatchdogInterval is systemd's WatchdogSec (WATCHDOG_USEC); 0: none.
+	WatchdogInterval time.Duration
 	// Metrics receives counters; nil for none.
 	Metrics MetricsSink
 	// Audit receives every event as a JSON line; nil for none.
@@ -177,12 +179,17 @@ func (d *Daemon) notify(state string) {
 	}
 }
 
-// watchdog pings systemd while the daemon's own loops work, and refreshes
-// the lost-records gauge.
+// watchdog pings systemd at half the unit's WatchdogSec, from the loop
+// that also refreshes the lost-records gauge, so a wedged daemon is
+// restarted.
 func (d *Daemon) watchdog(ctx context.Context) func() {
 	stop := make(chan struct{})
+	every := lostRefresh
+	if w := d.opts.WatchdogInterval; w > 0 && w/2 < every {
+		every = w / 2
+	}
 	go func() {
-		t := time.NewTicker(5 * time.Second)
+		t := time.NewTicker(every)
 		defer t.Stop()
 		for {
 			select {
@@ -191,7 +198,9 @@ func (d *Daemon) watchdog(ctx context.Context) func() {
 			case <-ctx.Done():
 				return
 			case <-t.C:
-				d.notify("WATCHDOG=1")
+				if d.opts.WatchdogInterval > 0 {
+					d.notify("WATCHDOG=1")
+				}
 				if n, err := d.loader.Lost(); err == nil && d.opts.Metrics != nil {
 					d.opts.Metrics.SetLost(n)
 				}
@@ -200,6 +209,9 @@ func (d *Daemon) watchdog(ctx context.Context) func() {
 	}()
 	return func() { close(stop) }
 }
+
+// lostRefresh is how often the lost-records gauge is read from the kernel.
+const lostRefresh = 5 * time.Second
 
 func (d *Daemon) jailCount() int {
 	d.mu.Lock()
