@@ -140,6 +140,19 @@ func (j *Jail) UpdatePolicy(p *profiles.Policy) error {
 	return nil
 }
 
+// EgressBytes is what the jail sent in its current egress-budget window;
+// false when its policy has no budget or there is no eBPF layer.
+func (j *Jail) EgressBytes() (uint64, bool) {
+	if j.net == nil || j.Policy().Network.EgressBudget == nil {
+		return 0, false
+	}
+	u, err := j.net.EgressUsage()
+	if err != nil {
+		return 0, false
+	}
+	return u.Bytes, true
+}
+
 // Close tears the jail down in the order that keeps enforcement on until
 // nothing of it runs: processes killed and the cgroup removed, then the
 // jail's sockets destroyed and its eBPF programs detached, then its last

@@ -340,3 +340,42 @@ func TestDaemonAllowGroupAndUserProfiles(t *testing.T) {
 		t.Errorf("the own profile's rule was not enforced: %d connection(s) arrived, want 1", twin.accepted.Load())
 	}
 }
+
+// TestDaemonMetricsShowEgressBytes: a jail with an egress budget has its
+// bytes in the current window in the metrics while it runs, and the series
+// goes when the jail ends.
+func TestDaemonMetricsShowEgressBytes(t *testing.T) {
+	sink := listenSink(t)
+	port := sink.Addr().(*net.TCPAddr).Port
+	budget := map[string]string{"e2e-budget": fmt.Sprintf(`
+filesystem:
+  exec: [%q]
+network:
+  egress: [{cidr: 127.0.0.1/32, ports: [%d]}]
+  egress_budget: {bytes: 16Mi, per: 1m}
+`, suite.hostile, port)}
+	d := startDaemon(t, port, "", budget)
+	cmd, _ := d.nobody("e2e-budget", nobodyDir(t)).command(t, withTimeout(t, 3*time.Minute), suite.hostile, "serve")
+	h := connect(t, cmd)
+	const sent = 200000
+	expectAllowed(t, h.attempt(t, "tcp_stream", map[string]any{"addr": sink.Addr().String(), "bytes": sent}))
+	series := func() (string, bool) {
+		for _, l := range strings.Split(scrapeMetrics(t, d.metrics), "\n") {
+			if strings.HasPrefix(l, `mcpjail_egress_bytes{`) && strings.Contains(l, `server="e2e-budget"`) {
+				return l, true
+			}
+		}
+		return "", false
+	}
+	waitFor(t, "the egress bytes in the metrics", func() bool {
+		l, ok := series()
+		if !ok {
+			return false
+		}
+		var n float64
+		_, err := fmt.Sscanf(l[strings.LastIndex(l, " ")+1:], "%g", &n)
+		return err == nil && n >= sent
+	})
+	h.close(t)
+	waitFor(t, "the series to go with the jail", func() bool { _, ok := series(); return !ok })
+}

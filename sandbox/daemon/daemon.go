@@ -42,6 +42,8 @@ type MetricsSink interface {
 	Event(e audit.Event)
 	SetLost(n uint64)
 	Reload(err error)
+	SetEgressBytes(server, instance string, n uint64)
+	DropJail(server, instance string)
 }
 
 // EventWriter is the audit file.
@@ -201,16 +203,37 @@ func (d *Daemon) watchdog(ctx context.Context) func() {
 				if d.opts.WatchdogInterval > 0 {
 					d.notify("WATCHDOG=1")
 				}
-				if n, err := d.loader.Lost(); err == nil && d.opts.Metrics != nil {
-					d.opts.Metrics.SetLost(n)
-				}
+				d.refreshMetrics()
 			}
 		}
 	}()
 	return func() { close(stop) }
 }
 
-// lostRefresh is how often the lost-records gauge is read from the kernel.
+// refreshMetrics reads the kernel's counters into the metrics: records
+// lost, and each jail's bytes in its egress-budget window.
+func (d *Daemon) refreshMetrics() {
+	m := d.opts.Metrics
+	if m == nil {
+		return
+	}
+	if n, err := d.loader.Lost(); err == nil {
+		m.SetLost(n)
+	}
+	d.mu.Lock()
+	entries := make([]*entry, 0, len(d.jails))
+	for _, e := range d.jails {
+		entries = append(entries, e)
+	}
+	d.mu.Unlock()
+	for _, e := range entries {
+		if n, ok := e.jail.EgressBytes(); ok {
+			m.SetEgressBytes(e.rec.Server.Name, e.rec.Server.Instance, n)
+		}
+	}
+}
+
+// lostRefresh is how often the kernel's counters are read into the metrics.
 const lostRefresh = 5 * time.Second
 
 func (d *Daemon) jailCount() int {

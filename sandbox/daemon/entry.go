@@ -66,6 +66,7 @@ func (d *Daemon) release(e *entry) {
 		d.mu.Unlock()
 		if held && d.opts.Metrics != nil {
 			d.opts.Metrics.JailStopped(e.rec.Server.Name)
+			d.opts.Metrics.DropJail(e.rec.Server.Name, e.rec.Server.Instance)
 		}
 		d.log.Info("jail released", "server", e.rec.Server.Name, "instance", e.rec.Server.Instance)
 	})
