@@ -69,14 +69,8 @@ func (l *Loader) removeOrphans(byPolicy map[uint32]*rules) error {
 		if l.policies[policy] {
 			continue
 		}
-		for _, e := range r.egress4 {
-			del("IPv4 egress rule", m.McpjailEgress4, &e.key)
-		}
-		for _, e := range r.egress6 {
-			del("IPv6 egress rule", m.McpjailEgress6, &e.key)
-		}
-		for _, k := range r.unix {
-			del("UNIX socket rule", m.McpjailUnix, &k)
+		if err := r.remove(m); err != nil {
+			errs = append(errs, fmt.Errorf("remove orphaned rules of policy %d: %w", policy, err))
 		}
 		removed += len(r.egress4) + len(r.egress6) + len(r.unix)
 	}

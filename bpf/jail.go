@@ -152,20 +152,8 @@ func (l *Loader) allocPolicy() (uint32, error) {
 // insert writes the rules, then the jails entry that makes them reachable.
 func (j *Jail) insert(ov profiles.OnViolation) error {
 	m := &j.loader.objs.netMaps
-	for _, e := range j.rules.egress4 {
-		if err := m.McpjailEgress4.Update(&e.key, &e.value, ebpf.UpdateNoExist); err != nil {
-			return fmt.Errorf("add IPv4 egress rule: %w", err)
-		}
-	}
-	for _, e := range j.rules.egress6 {
-		if err := m.McpjailEgress6.Update(&e.key, &e.value, ebpf.UpdateNoExist); err != nil {
-			return fmt.Errorf("add IPv6 egress rule: %w", err)
-		}
-	}
-	for _, k := range j.rules.unix {
-		if err := m.McpjailUnix.Update(&k, uint8(1), ebpf.UpdateNoExist); err != nil {
-			return fmt.Errorf("add UNIX socket rule: %w", err)
-		}
+	if err := j.rules.write(m); err != nil {
+		return err
 	}
 	v := netJail{Policy: j.policyID}
 	v.Flags = violationFlags(ov)
@@ -267,14 +255,8 @@ func (j *Jail) release() error {
 	if err := j.loader.watch.purgePending(j.cgroupID); err != nil {
 		errs = append(errs, err)
 	}
-	for _, e := range j.rules.egress4 {
-		del("IPv4 egress rule", m.McpjailEgress4, &e.key)
-	}
-	for _, e := range j.rules.egress6 {
-		del("IPv6 egress rule", m.McpjailEgress6, &e.key)
-	}
-	for _, k := range j.rules.unix {
-		del("UNIX socket rule", m.McpjailUnix, &k)
+	if err := j.rules.remove(m); err != nil {
+		errs = append(errs, err)
 	}
 	if j.pinPath != "" && errors.Join(errs...) == nil {
 		// Last: a directory left behind tells the next LoadPinned to finish the job.

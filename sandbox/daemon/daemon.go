@@ -220,13 +220,7 @@ func (d *Daemon) refreshMetrics() {
 	if n, err := d.loader.Lost(); err == nil {
 		m.SetLost(n)
 	}
-	d.mu.Lock()
-	entries := make([]*entry, 0, len(d.jails))
-	for _, e := range d.jails {
-		entries = append(entries, e)
-	}
-	d.mu.Unlock()
-	for _, e := range entries {
+	for _, e := range d.entries() {
 		if n, ok := e.jail.EgressBytes(); ok {
 			m.SetEgressBytes(e.rec.Server.Name, e.rec.Server.Instance, n)
 		}
@@ -240,4 +234,15 @@ func (d *Daemon) jailCount() int {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return len(d.jails)
+}
+
+// entries is a snapshot of the jails the daemon holds.
+func (d *Daemon) entries() []*entry {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	out := make([]*entry, 0, len(d.jails))
+	for _, e := range d.jails {
+		out = append(out, e)
+	}
+	return out
 }

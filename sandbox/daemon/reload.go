@@ -41,13 +41,7 @@ func (d *Daemon) Reload(cfg Config) (err error) {
 		changes []change
 		errs    []error
 	)
-	d.mu.Lock()
-	entries := make([]*entry, 0, len(d.jails))
-	for _, e := range d.jails {
-		entries = append(entries, e)
-	}
-	d.mu.Unlock()
-	for _, e := range entries {
+	for _, e := range d.entries() {
 		name, ok := reloadableName(e.rec.Profile)
 		if !ok {
 			continue // a client's own profile: only the client has it
