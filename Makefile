@@ -12,7 +12,16 @@ FUZZTIME  ?= 400000x
 # no BPF-LSM) hold on this project's machines; the kernel-VM suite unsets it.
 export MCPJAIL_EXPECT_HOST ?= 1
 
-.PHONY: all build test test-unit test-e2e fuzz lint deps servers generate generate-check demo bench clean
+# Install layout: `make install` for this host, or
+# `make install PREFIX=/usr DESTDIR=pkgroot` to stage a package.
+PREFIX     ?= /usr/local
+BINDIR     ?= $(PREFIX)/bin
+SYSCONFDIR ?= /etc
+# A host's own install puts the unit with the administrator's units; a
+# staged one (DESTDIR set) with the distribution's.
+UNITDIR    ?= $(if $(DESTDIR),/lib/systemd/system,/etc/systemd/system)
+
+.PHONY: all build test test-unit test-e2e fuzz lint deps servers generate generate-check demo bench clean install check-unit test-vm check-scripts
 
 all: build
 
@@ -32,13 +41,28 @@ lint:
 	if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
 	$(GO) vet ./...
 
-test: deps servers lint generate-check build test-unit test-e2e fuzz
+test: deps servers lint check-scripts generate-check build check-unit test-unit test-e2e fuzz test-vm
 
 test-unit:
 	$(GO) test -count=1 -timeout 10m $$($(GO) list ./... | grep -v /tests)
 
 test-e2e:
 	$(GO) test -count=1 -timeout 20m ./tests/...
+
+## test-vm: the end-to-end suite again, inside Debian's 6.1 cloud kernel under
+## QEMU TCG (pure cgroup v2, Landlock ABI 2, BPF LSM on); see tests/vm/run.sh.
+test-vm:
+	@./tests/deps.sh vm
+	env -u MCPJAIL_EXPECT_HOST ./tests/vm/run.sh
+
+## check-scripts: the Vagrant provisioning and the kernel-VM scripts pass
+## bash -n (sh -n for the guest's busybox init) and shellcheck.
+check-scripts:
+	@./tests/deps.sh vm
+	bash -n tests/vm/provision.sh
+	bash -n tests/vm/run.sh
+	sh -n tests/vm/init.sh
+	shellcheck tests/vm/provision.sh tests/vm/run.sh tests/vm/init.sh tests/deps.sh
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./profiles/
@@ -61,6 +85,31 @@ demo: build servers
 bench: build servers
 	@./tests/deps.sh bench
 	$(GO) run ./tests/bench
+
+## install: the binary, the systemd unit (paths rewritten for BINDIR and
+## SYSCONFDIR), and the example config, profile and servers.d directories.
+## An existing config file is never overwritten.
+install: build
+	install -D -m 0755 $(BIN) $(DESTDIR)$(BINDIR)/mcpjail
+	install -d -m 0755 $(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSCONFDIR)/mcpjail \
+		$(DESTDIR)$(SYSCONFDIR)/mcpjail/profiles $(DESTDIR)$(SYSCONFDIR)/mcpjail/servers.d
+	sed -e 's|/usr/local/bin/mcpjail|$(BINDIR)/mcpjail|g' -e 's|/etc/mcpjail/|$(SYSCONFDIR)/mcpjail/|g' \
+		deploy/systemd/mcpjail.service > $(DESTDIR)$(UNITDIR)/mcpjail.service.new
+	chmod 0644 $(DESTDIR)$(UNITDIR)/mcpjail.service.new
+	mv -f $(DESTDIR)$(UNITDIR)/mcpjail.service.new $(DESTDIR)$(UNITDIR)/mcpjail.service
+	@for f in mcpjail.yaml profiles/README profiles/example-memory.yaml servers.d/example.yaml.disabled; do \
+		dst=$(DESTDIR)$(SYSCONFDIR)/mcpjail/$$f; \
+		if [ -e "$$dst" ]; then echo "install: keeping the existing $$dst"; \
+		else sed -e 's|/etc/mcpjail/|$(SYSCONFDIR)/mcpjail/|g' deploy/etc/$$f > "$$dst.new" && \
+			chmod 0644 "$$dst.new" && mv "$$dst.new" "$$dst" && echo "install: $$dst"; fi; \
+	done
+	@if [ -z "$(DESTDIR)" ] && ! getent group mcpjail >/dev/null; then \
+		groupadd --system mcpjail && echo "install: created the group mcpjail (allow_group)"; fi
+	@echo "install: done; then: systemctl daemon-reload && systemctl enable --now mcpjail"
+
+## check-unit: `systemd-analyze verify` on the unit as `make install` writes it.
+check-unit: build
+	@./tests/check-unit.sh
 
 clean:
 	rm -rf bin

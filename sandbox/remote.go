@@ -16,9 +16,10 @@ import (
 // layer, moves the init step in, and kills on violations. The run applies
 // no_new_privs, Landlock and seccomp itself before exec, as always.
 type Remote interface {
-	// Prepare returns the server's identity in events and the policy the
-	// daemon will enforce; the run confines itself with the same policy.
-	Prepare(RemoteRequest) (audit.Server, *profiles.Policy, error)
+	// Prepare returns the server's identity in events, the policy the
+	// daemon will enforce (the run confines itself with the same policy) and
+	// the layers the daemon lacks on this kernel.
+	Prepare(RemoteRequest) (RemotePrepared, error)
 	// Attach hands over a pidfd of the init step, which waits for its spec;
 	// when Attach returns, the jail exists and holds it.
 	Attach(pidfd int) error
@@ -41,6 +42,15 @@ type RemoteRequest struct {
 	Workdir       string
 	TmpDir        string
 	AllowDegraded bool
+}
+
+// RemotePrepared is the daemon's answer to Prepare.
+type RemotePrepared struct {
+	Server audit.Server
+	Policy *profiles.Policy
+	// Missing are layers the daemon cannot provide here (for example the
+	// eBPF UNIX socket filter before Linux 6.7): refused unless degraded.
+	Missing []string
 }
 
 // remoteProfile splits --profile into what the daemon takes: a name, or
@@ -76,15 +86,16 @@ func prepareRemote(p *prepared, workdir string) error {
 	if p.tmpDir, err = makePrivateTmp(tmpName, p.instance, nil); err != nil {
 		return &Error{Code: ExitRefused, Err: err}
 	}
-	server, pol, err := p.opts.Remote.Prepare(RemoteRequest{
+	rp, err := p.opts.Remote.Prepare(RemoteRequest{
 		Profile: name, ProfileYAML: yaml, ProfileLabel: label, Name: p.opts.Name, Instance: p.instance,
 		Workdir: workdir, TmpDir: p.tmpDir, AllowDegraded: p.opts.AllowDegraded,
 	})
 	if err != nil {
 		return err
 	}
-	p.policy = pol
-	if p.events, err = audit.Open(server, os.Stderr, p.opts.AuditLog); err != nil {
+	p.policy = rp.Policy
+	p.missing = append(p.missing, rp.Missing...)
+	if p.events, err = audit.Open(rp.Server, os.Stderr, p.opts.AuditLog); err != nil {
 		return &Error{Code: ExitUsage, Err: err}
 	}
 	return nil

@@ -184,7 +184,7 @@ func (d *testDaemon) status() (*daemon.Status, error) {
 
 // nobody is a run of the fixture through the daemon, as uid 65534.
 func (d *testDaemon) nobody(profile, workdir string) jailSpec {
-	return jailSpec{profile: profile, workdir: workdir, asNobody: true, strict: true, env: defaultClientEnv(),
+	return jailSpec{profile: profile, workdir: workdir, asNobody: true, env: defaultClientEnv(),
 		extra: []string{"--socket", d.socket}}
 }
 

@@ -188,7 +188,8 @@ profile: e2e-deny
 user: nobody
 workdir: %s
 restart: {policy: on-failure, backoff_initial: 100ms, backoff_max: 400ms}
-`, suite.hostile, dir), 0o644)
+allow_degraded: %t
+`, suite.hostile, dir, len(suite.gaps) > 0), 0o644)
 	writeFile(t, servers, "tampered.yaml", fmt.Sprintf(`name: tampered
 command: [%q, "idle"]
 profile: e2e-pinned
@@ -321,8 +322,13 @@ func TestDaemonAllowGroupAndUserProfiles(t *testing.T) {
 	workdir := nobodyDir(t)
 	own := writeProfile(t, workdir, "mine", fmt.Sprintf("filesystem:\n  exec: [%q]\nnetwork:\n  egress: [{cidr: 127.0.0.0/30, ports: [%d]}]\n", suite.hostile, allowed.port()))
 	run := func(uid, gid int) (int, string) {
-		cmd := exec.Command(setprivPath, fmt.Sprintf("--reuid=%d", uid), fmt.Sprintf("--regid=%d", gid), "--clear-groups", suite.mcpjail,
-			"run", "--socket", d.socket, "--profile", own, "--workdir", workdir, "--", suite.hostile, "attempt", "tcp_connect", fmt.Sprintf("127.0.0.2:%d", twin.port()))
+		args := []string{fmt.Sprintf("--reuid=%d", uid), fmt.Sprintf("--regid=%d", gid), "--clear-groups", suite.mcpjail,
+			"run", "--socket", d.socket, "--profile", own, "--workdir", workdir}
+		if len(suite.gaps) > 0 {
+			args = append(args, "--allow-degraded")
+		}
+		args = append(args, "--", suite.hostile, "attempt", "tcp_connect", fmt.Sprintf("127.0.0.2:%d", twin.port()))
+		cmd := exec.Command(setprivPath, args...)
 		cmd.Env = defaultClientEnv()
 		var stdout, stderr strings.Builder
 		cmd.Stdout, cmd.Stderr = &stdout, &stderr

@@ -7,7 +7,6 @@ import (
 	"net"
 	"time"
 
-	"github.com/mcpjail/mcpjail/profiles"
 	"github.com/mcpjail/mcpjail/sandbox"
 	"github.com/mcpjail/mcpjail/sandbox/audit"
 )
@@ -102,23 +101,23 @@ func (c *Client) next() (Reply, error) {
 }
 
 // Prepare implements sandbox.Remote.
-func (c *Client) Prepare(req sandbox.RemoteRequest) (audit.Server, *profiles.Policy, error) {
+func (c *Client) Prepare(req sandbox.RemoteRequest) (sandbox.RemotePrepared, error) {
 	c.startReader()
 	err := c.request(Request{Op: OpPrepare, Prepare: &PrepareRequest{
 		Profile: req.Profile, ProfileYAML: req.ProfileYAML, ProfileLabel: req.ProfileLabel, Name: req.Name,
 		Instance: req.Instance, Workdir: req.Workdir, TmpDir: req.TmpDir, AllowDegraded: req.AllowDegraded,
 	}})
 	if err != nil {
-		return audit.Server{}, nil, err
+		return sandbox.RemotePrepared{}, err
 	}
 	r, err := c.next()
 	if err != nil {
-		return audit.Server{}, nil, err
+		return sandbox.RemotePrepared{}, err
 	}
 	if r.Prepared == nil || r.Prepared.Policy == nil {
-		return audit.Server{}, nil, errors.New("mcpjail daemon: no policy in its answer")
+		return sandbox.RemotePrepared{}, errors.New("mcpjail daemon: no policy in its answer")
 	}
-	return r.Prepared.Server, r.Prepared.Policy, nil
+	return sandbox.RemotePrepared{Server: r.Prepared.Server, Policy: r.Prepared.Policy, Missing: r.Prepared.Missing}, nil
 }
 
 // Attach implements sandbox.Remote.

@@ -85,6 +85,9 @@ func (e *ReplyError) Error() string { return e.Message }
 type Prepared struct {
 	Server audit.Server     `json:"server"`
 	Policy *profiles.Policy `json:"policy"`
+	// Missing are layers this daemon cannot provide on its kernel; the
+	// client refuses to run without them unless --allow-degraded.
+	Missing []string `json:"missing,omitempty"`
 }
 
 // Attached confirms the jail exists and holds the caller's child.

@@ -31,6 +31,8 @@ type DeclaredServer struct {
 	User    string   `yaml:"user"`
 	Workdir string   `yaml:"workdir"`
 	Restart Restart  `yaml:"restart"`
+	// AllowDegraded runs it with the layers this host has, as --allow-degraded.
+	AllowDegraded bool `yaml:"allow_degraded"`
 	file    string
 }
 
@@ -183,7 +185,11 @@ func (d *Daemon) runDeclared(ctx context.Context, s *DeclaredServer) (int, strin
 	if workdir == "" {
 		workdir = u.HomeDir
 	}
-	args := []string{"run", "--daemon", "always", "--socket", d.cfg.Socket, "--profile", s.Profile, "--name", s.Name, "--workdir", workdir, "--"}
+	args := []string{"run", "--daemon", "always", "--socket", d.cfg.Socket, "--profile", s.Profile, "--name", s.Name, "--workdir", workdir}
+	if s.AllowDegraded {
+		args = append(args, "--allow-degraded")
+	}
+	args = append(args, "--")
 	cmd := exec.Command(self, append(args, s.Command...)...)
 	cmd.Env = []string{"HOME=" + u.HomeDir, "USER=" + u.Username, "LOGNAME=" + u.Username, "PATH=/usr/local/bin:/usr/bin:/bin"}
 	cmd.Dir = "/"

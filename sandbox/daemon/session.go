@@ -90,7 +90,7 @@ func (s *session) run(ctx context.Context, pr *PrepareRequest) {
 		_ = s.c.send(&Reply{V: ProtocolVersion, Error: re})
 		return
 	}
-	if err := s.c.send(&Reply{V: ProtocolVersion, Prepared: &Prepared{Server: rec.Server, Policy: rec.Policy}}); err != nil {
+	if err := s.c.send(&Reply{V: ProtocolVersion, Prepared: &Prepared{Server: rec.Server, Policy: rec.Policy, Missing: d.loader.Missing()}}); err != nil {
 		return
 	}
 	var attach Request

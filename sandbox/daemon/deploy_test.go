@@ -1,4 +1,4 @@
-package tests
+package daemon_test
 
 import (
 	"bufio"
@@ -11,10 +11,14 @@ import (
 	"github.com/mcpjail/mcpjail/sandbox/daemon"
 )
 
+// repoRoot is the repository, seen from this package's directory (where go
+// test runs): these tests check the files make install ships.
+const repoRoot = "../.."
+
 // The examples under deploy/etc are what `make install` puts in
 // /etc/mcpjail: they must load with the daemon's own strict parsers.
 func TestDeployExamplesLoad(t *testing.T) {
-	etc := filepath.Join(suite.repo, "deploy", "etc")
+	etc := filepath.Join(repoRoot, "deploy", "etc")
 	data, err := os.ReadFile(filepath.Join(etc, "mcpjail.yaml"))
 	if err != nil {
 		t.Fatal(err)
@@ -61,8 +65,8 @@ func TestDeployExamplesLoad(t *testing.T) {
 // socket in the unit's RuntimeDirectory, the audit log in its
 // LogsDirectory, the config where ExecStart reads it.
 func TestUnitMatchesConfig(t *testing.T) {
-	unit := unitSettings(t, filepath.Join(suite.repo, "deploy", "systemd", "mcpjail.service"))
-	data, err := os.ReadFile(filepath.Join(suite.repo, "deploy", "etc", "mcpjail.yaml"))
+	unit := unitSettings(t, filepath.Join(repoRoot, "deploy", "systemd", "mcpjail.service"))
+	data, err := os.ReadFile(filepath.Join(repoRoot, "deploy", "etc", "mcpjail.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}
