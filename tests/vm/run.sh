@@ -145,14 +145,19 @@ echo "e2e.test -test.skip=$node_tests$run_flag" >"$root/vm/tests"
 log=${MCPJAIL_VM_LOG:-$work/console.log}
 say "booting $(basename "$vmlinuz") under QEMU TCG (2 vCPUs, 2 GiB)"
 start=$SECONDS
-# -accel tcg: this machine's /dev/kvm cannot run a stock kernel. The console
+# -accel tcg: this machine's /dev/kvm cannot run a stock kernel.
+# thread=single: with one host thread per vCPU (MTTCG), the guest kernel
+# patching its own code (static keys flipped as tracepoints are attached and
+# detached) left both vCPUs spinning at a jump-label site ("soft lockup",
+# RIP in syscall_trace_enter) in some runs; one thread running both vCPUs
+# in turn keeps code modification coherent. The console
 # is the guest's only output; \r is dropped so that the lines parse.
 # No softlockup_panic: under TCG a guest vCPU starved by a busy host trips
 # the soft-lockup detector without being stuck (the run then completes, the
 # warning and its stack stay in the console log); a real hang is ended by
 # the test timeout or the VM timeout.
 set +e
-timeout -k 10 "$vm_timeout" qemu-system-x86_64 -accel tcg -cpu max -smp 2 -m 2048 \
+timeout -k 10 "$vm_timeout" qemu-system-x86_64 -accel tcg,thread=single -cpu max -smp 2 -m 2048 \
   -nographic -no-reboot -nic none \
   -kernel "$vmlinuz" -initrd "$work/initramfs.cpio" \
   -append "console=ttyS0 panic=-1 loglevel=3 systemd.unified_cgroup_hierarchy=1 cgroup_no_v1=all" \
