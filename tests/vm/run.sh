@@ -146,11 +146,12 @@ log=${MCPJAIL_VM_LOG:-$work/console.log}
 say "booting $(basename "$vmlinuz") under QEMU TCG (2 vCPUs, 2 GiB)"
 start=$SECONDS
 # -accel tcg: this machine's /dev/kvm cannot run a stock kernel.
-# thread=single: with one host thread per vCPU (MTTCG), the guest kernel
-# patching its own code (static keys flipped as tracepoints are attached and
-# detached) left both vCPUs spinning at a jump-label site ("soft lockup",
-# RIP in syscall_trace_enter) in some runs; one thread running both vCPUs
-# in turn keeps code modification coherent. The console
+# thread=single: with one host thread per vCPU (MTTCG), some runs left both
+# vCPUs spinning for minutes ("soft lockup", RIP on a jmp in
+# syscall_trace_enter, while tracepoints were being attached). Our reading:
+# the guest kernel patches that jump-label site as tracepoints come and go,
+# and cross-vCPU code modification is where MTTCG is weakest; one thread
+# running both vCPUs in turn has not shown it. The console
 # is the guest's only output; \r is dropped so that the lines parse.
 # No softlockup_panic: under TCG a guest vCPU starved by a busy host trips
 # the soft-lockup detector without being stuck (the run then completes, the
