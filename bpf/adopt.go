@@ -34,9 +34,15 @@ func (l *Loader) adopt() error {
 		return err
 	}
 	// Programs this kernel did not load were not pinned.
-	var unixNames map[string][]reflect.Value
+	var unixNames, lsmNames map[string][]reflect.Value
 	if l.unixErr != nil {
 		if unixNames, _, err = objectFields([]any{&unixPrograms{}}); err != nil {
+			return err
+		}
+	}
+	if s.flags&stampLSMMissing != 0 {
+		l.lsm.err = errLSMNotPinned
+		if lsmNames, _, err = objectFields([]any{&lsmPrograms{}}); err != nil {
 			return err
 		}
 	}
@@ -50,7 +56,7 @@ func (l *Loader) adopt() error {
 		}
 	}
 	for name, fields := range progs {
-		if unixNames[name] != nil {
+		if unixNames[name] != nil || lsmNames[name] != nil {
 			continue
 		}
 		p, err := ebpf.LoadPinnedProgram(l.pin.sub(progsDir, name), nil)

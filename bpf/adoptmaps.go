@@ -48,6 +48,13 @@ func (l *Loader) rulesByPolicy() (map[uint32]*rules, error) {
 	if err := it.Err(); err != nil {
 		return nil, fmt.Errorf("read UNIX socket rules: %w", err)
 	}
+	fsBy, err := l.fsRulesByPolicy()
+	if err != nil {
+		return nil, err
+	}
+	for policy, fs := range fsBy {
+		of(policy).fs = fs
+	}
 	return by, nil
 }
 
@@ -69,10 +76,10 @@ func (l *Loader) removeOrphans(byPolicy map[uint32]*rules) error {
 		if l.policies[policy] {
 			continue
 		}
-		if err := r.remove(m); err != nil {
+		if err := r.remove(l.ruleMaps()); err != nil {
 			errs = append(errs, fmt.Errorf("remove orphaned rules of policy %d: %w", policy, err))
 		}
-		removed += len(r.egress4) + len(r.egress6) + len(r.unix)
+		removed += len(r.egress4) + len(r.egress6) + len(r.unix) + len(r.fs)
 	}
 	for _, c := range []struct {
 		what string

@@ -72,6 +72,8 @@ enum event_kind {
 	EVENT_SECCOMP = 10,      /* sockwatch.bpf.c: struct seccomp_event (watch.h) */
 	EVENT_FORK = 11,         /* task.bpf.c: struct task_event (watch.h) */
 	EVENT_TASK_EXIT = 12,    /* task.bpf.c: struct task_event (watch.h) */
+	EVENT_LSM_EXEC = 13,     /* lsm.bpf.c: struct lsm_file_event */
+	EVENT_LSM_OPEN = 14,     /* lsm.bpf.c: struct lsm_file_event */
 };
 
 /* event_header.verdict */
@@ -92,6 +94,7 @@ enum event_layer {
 	LAYER_BPF = 0,
 	LAYER_LANDLOCK = 1,
 	LAYER_SECCOMP = 2, /* mcpjail's seccomp deny-list refused the syscall */
+	LAYER_BPF_LSM = 3, /* an lsm/ program (lsm.bpf.c) refused in the LSM hook */
 };
 
 /* event_header.reason: why a verdict was reached. */
@@ -106,6 +109,10 @@ enum event_reason {
 	REASON_UNIX_UNNAMED = 7, /* UNIX address without a path */
 	REASON_SOCKET = 8,       /* socket family/type/protocol not allowed */
 	REASON_EGRESS_BUDGET = 9,/* more bytes sent in a window than network.egress_budget */
+	REASON_FS_DENY = 10,     /* the file lies under filesystem.deny */
+	REASON_FS_WRITE = 11,    /* opened for writing outside filesystem.write */
+	REASON_FS_EXEC = 12,     /* executed outside filesystem.exec */
+	REASON_FS_DEPTH = 13,    /* deeper than the LSM's bounded walk (fail closed) */
 };
 
 /* Value of `jails`. */

@@ -5,10 +5,18 @@
  * Exec watching and exec kill.
  *
  * An exec that happens is reported from tp_btf/sched_process_exec, with the
- * file name and the new image's arguments. An exec the kernel refused
- * (Landlock's execute right: EACCES) is reported from sys_exit_execve*, with
- * the path saved at sys_enter; with on_violation.exec kill the caller gets
- * SIGKILL there, before it returns to user space.
+ * file name and the new image's arguments, both from the kernel's copies
+ * (bprm, the new stack): the old image's memory is gone by then. An exec
+ * the kernel refused (Landlock's execute right: EACCES) is reported from
+ * sys_exit_execve*; with on_violation.exec kill the caller gets SIGKILL
+ * there, before it returns to user space.
+ *
+ * No sys_enter program: a refused exec returns into the image that called
+ * it, with its memory and registers as they were, so the path is read at
+ * sys_exit through the pointer in the saved registers (syscall_args in
+ * watch.h), which is what sys_enter used to save. A refusal after the point
+ * of no return (the old memory already replaced) ends the process with
+ * SIGSEGV; its event may then lack the path, as before.
  *
  * Why deciding at sys_exit on the return value has no TOCTOU race: Landlock
  * made the decision inside execve on the file it actually opened, after
@@ -23,42 +31,19 @@
 
 char LICENSE[] SEC("license") = "GPL";
 
-SEC("tracepoint/syscalls/sys_enter_execve")
-int mcpjail_exe_in(struct trace_event_raw_sys_enter *ctx)
+/* ret is read from the context once by each caller: the verifier refuses a
+ * context pointer the compiler kept with an offset added. */
+static __always_inline int exec_exit(long ret, __u32 syscall)
 {
-	__u64 cgroup_id;
-
-	if (!current_jail(&cgroup_id))
-		return 0;
-	remember(cgroup_id, SC_EXECVE, ctx->args[0], 0, AT_FDCWD, 0);
-	return 0;
-}
-
-SEC("tracepoint/syscalls/sys_enter_execveat")
-int mcpjail_exa_in(struct trace_event_raw_sys_enter *ctx)
-{
-	__u64 cgroup_id;
-
-	if (!current_jail(&cgroup_id))
-		return 0;
-	/* execveat(dfd, filename, argv, envp, flags) */
-	remember(cgroup_id, SC_EXECVEAT, ctx->args[1], ctx->args[4], (__s32)ctx->args[0], 0);
-	return 0;
-}
-
-static __always_inline int exec_exit(struct trace_event_raw_sys_exit *ctx, __u32 syscall)
-{
-	__u64 cgroup_id;
-	const struct jail *j = current_jail(&cgroup_id);
-	struct pending p;
+	__u64 cgroup_id, args[6];
+	const struct jail *j;
 	struct exec_event *e;
-	int have;
 	long n;
 
-	if (!j)
+	if (!refused(ret))
 		return 0;
-	have = take(&p, syscall);
-	if (!refused(ctx->ret))
+	j = current_jail(&cgroup_id);
+	if (!j)
 		return 0;
 	/* Signal first: the event is for the record, the kill is the point. */
 	if (j->flags & JAIL_KILL_ON_EXEC)
@@ -73,7 +58,7 @@ static __always_inline int exec_exit(struct trace_event_raw_sys_exit *ctx, __u32
 	e->hdr.layer = LAYER_LANDLOCK;
 	if (j->flags & JAIL_KILL_ON_EXEC)
 		e->hdr.action = ACTION_KILL;
-	e->ret = ctx->ret;
+	e->ret = ret;
 	e->argc = 0;
 	e->args_len = 0;
 	e->args_truncated = 0;
@@ -82,9 +67,10 @@ static __always_inline int exec_exit(struct trace_event_raw_sys_exit *ctx, __u32
 	e->_pad[1] = 0;
 	e->path_len = 0;
 	e->path[0] = 0;
-	if (have) {
-		/* The caller's memory is intact: the exec failed before the point of no return. */
-		n = bpf_probe_read_user_str(e->path, sizeof(e->path), (const void *)p.ptr);
+	if (syscall_args(args)) {
+		/* execve(filename, argv, envp); execveat(dfd, filename, argv, envp, flags) */
+		n = bpf_probe_read_user_str(e->path, sizeof(e->path),
+					    (const void *)(syscall == SC_EXECVE ? args[0] : args[1]));
 		if (n > 0)
 			e->path_len = n - 1;
 	}
@@ -95,13 +81,13 @@ static __always_inline int exec_exit(struct trace_event_raw_sys_exit *ctx, __u32
 SEC("tracepoint/syscalls/sys_exit_execve")
 int mcpjail_exe_out(struct trace_event_raw_sys_exit *ctx)
 {
-	return exec_exit(ctx, SC_EXECVE);
+	return exec_exit(ctx->ret, SC_EXECVE);
 }
 
 SEC("tracepoint/syscalls/sys_exit_execveat")
 int mcpjail_exa_out(struct trace_event_raw_sys_exit *ctx)
 {
-	return exec_exit(ctx, SC_EXECVEAT);
+	return exec_exit(ctx->ret, SC_EXECVEAT);
 }
 
 SEC("tp_btf/sched_process_exec")
@@ -110,14 +96,10 @@ int BPF_PROG(mcpjail_exec, struct task_struct *task, pid_t old_pid, struct linux
 	__u64 cgroup_id;
 	struct exec_event *e;
 	unsigned long start, end, len;
-	__u32 old = old_pid;
 	long n;
 
 	if (!current_jail(&cgroup_id))
 		return 0;
-	/* A non-leader thread that execs takes the leader's pid: its entry,
-	 * saved under its old tid, would never be taken at sys_exit. */
-	bpf_map_delete_elem(&mcpjail_pending, &old);
 
 	e = bpf_ringbuf_reserve(&mcpjail_events, sizeof(*e), 0);
 	if (!e) {

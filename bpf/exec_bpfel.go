@@ -95,10 +95,6 @@ type execOpenEvent struct {
 type execPending struct {
 	_        structs.HostLayout
 	CgroupId uint64
-	Ptr      uint64
-	Flags    uint64
-	Dfd      int32
-	Len      uint32
 	Syscall  uint32
 	Pad      uint32
 }
@@ -154,9 +150,7 @@ const (
 	execMapMcpjailJails       = "mcpjail_jails"
 	execMapMcpjailLost        = "mcpjail_lost"
 	execMapMcpjailPending     = "mcpjail_pending"
-	execProgMcpjailExaIn      = "mcpjail_exa_in"
 	execProgMcpjailExaOut     = "mcpjail_exa_out"
-	execProgMcpjailExeIn      = "mcpjail_exe_in"
 	execProgMcpjailExeOut     = "mcpjail_exe_out"
 	execProgMcpjailExec       = "mcpjail_exec"
 	execVarUnusedExecEvent    = "unused_exec_event"
@@ -210,9 +204,7 @@ type execSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type execProgramSpecs struct {
-	McpjailExaIn  *ebpf.ProgramSpec `ebpf:"mcpjail_exa_in"`
 	McpjailExaOut *ebpf.ProgramSpec `ebpf:"mcpjail_exa_out"`
-	McpjailExeIn  *ebpf.ProgramSpec `ebpf:"mcpjail_exe_in"`
 	McpjailExeOut *ebpf.ProgramSpec `ebpf:"mcpjail_exe_out"`
 	McpjailExec   *ebpf.ProgramSpec `ebpf:"mcpjail_exec"`
 }
@@ -292,18 +284,14 @@ type execVariables struct {
 //
 // It can be passed to loadExecObjects or ebpf.CollectionSpec.LoadAndAssign.
 type execPrograms struct {
-	McpjailExaIn  *ebpf.Program `ebpf:"mcpjail_exa_in"`
 	McpjailExaOut *ebpf.Program `ebpf:"mcpjail_exa_out"`
-	McpjailExeIn  *ebpf.Program `ebpf:"mcpjail_exe_in"`
 	McpjailExeOut *ebpf.Program `ebpf:"mcpjail_exe_out"`
 	McpjailExec   *ebpf.Program `ebpf:"mcpjail_exec"`
 }
 
 func (p *execPrograms) Close() error {
 	return _ExecClose(
-		p.McpjailExaIn,
 		p.McpjailExaOut,
-		p.McpjailExeIn,
 		p.McpjailExeOut,
 		p.McpjailExec,
 	)

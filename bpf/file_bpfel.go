@@ -22,10 +22,6 @@ type fileJail struct {
 type filePending struct {
 	_        structs.HostLayout
 	CgroupId uint64
-	Ptr      uint64
-	Flags    uint64
-	Dfd      int32
-	Len      uint32
 	Syscall  uint32
 	Pad      uint32
 }
@@ -38,13 +34,9 @@ const (
 	fileMapMcpjailJails       = "mcpjail_jails"
 	fileMapMcpjailLost        = "mcpjail_lost"
 	fileMapMcpjailPending     = "mcpjail_pending"
-	fileProgMcpjailCrtIn      = "mcpjail_crt_in"
 	fileProgMcpjailCrtOut     = "mcpjail_crt_out"
-	fileProgMcpjailOldIn      = "mcpjail_old_in"
 	fileProgMcpjailOldOut     = "mcpjail_old_out"
-	fileProgMcpjailOp2In      = "mcpjail_op2_in"
 	fileProgMcpjailOp2Out     = "mcpjail_op2_out"
-	fileProgMcpjailOpnIn      = "mcpjail_opn_in"
 	fileProgMcpjailOpnOut     = "mcpjail_opn_out"
 	fileVarUnusedExecEvent    = "unused_exec_event"
 	fileVarUnusedKillEvent    = "unused_kill_event"
@@ -97,13 +89,9 @@ type fileSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type fileProgramSpecs struct {
-	McpjailCrtIn  *ebpf.ProgramSpec `ebpf:"mcpjail_crt_in"`
 	McpjailCrtOut *ebpf.ProgramSpec `ebpf:"mcpjail_crt_out"`
-	McpjailOldIn  *ebpf.ProgramSpec `ebpf:"mcpjail_old_in"`
 	McpjailOldOut *ebpf.ProgramSpec `ebpf:"mcpjail_old_out"`
-	McpjailOp2In  *ebpf.ProgramSpec `ebpf:"mcpjail_op2_in"`
 	McpjailOp2Out *ebpf.ProgramSpec `ebpf:"mcpjail_op2_out"`
-	McpjailOpnIn  *ebpf.ProgramSpec `ebpf:"mcpjail_opn_in"`
 	McpjailOpnOut *ebpf.ProgramSpec `ebpf:"mcpjail_opn_out"`
 }
 
@@ -182,25 +170,17 @@ type fileVariables struct {
 //
 // It can be passed to loadFileObjects or ebpf.CollectionSpec.LoadAndAssign.
 type filePrograms struct {
-	McpjailCrtIn  *ebpf.Program `ebpf:"mcpjail_crt_in"`
 	McpjailCrtOut *ebpf.Program `ebpf:"mcpjail_crt_out"`
-	McpjailOldIn  *ebpf.Program `ebpf:"mcpjail_old_in"`
 	McpjailOldOut *ebpf.Program `ebpf:"mcpjail_old_out"`
-	McpjailOp2In  *ebpf.Program `ebpf:"mcpjail_op2_in"`
 	McpjailOp2Out *ebpf.Program `ebpf:"mcpjail_op2_out"`
-	McpjailOpnIn  *ebpf.Program `ebpf:"mcpjail_opn_in"`
 	McpjailOpnOut *ebpf.Program `ebpf:"mcpjail_opn_out"`
 }
 
 func (p *filePrograms) Close() error {
 	return _FileClose(
-		p.McpjailCrtIn,
 		p.McpjailCrtOut,
-		p.McpjailOldIn,
 		p.McpjailOldOut,
-		p.McpjailOp2In,
 		p.McpjailOp2Out,
-		p.McpjailOpnIn,
 		p.McpjailOpnOut,
 	)
 }

@@ -48,3 +48,11 @@ watch file file.bpf.c
 watch netwatch netwatch.bpf.c
 watch sockwatch sockwatch.bpf.c
 watch task task.bpf.c
+
+# The BPF-LSM deny layer: loaded where the kernel runs lsm/ programs.
+go run github.com/cilium/ebpf/cmd/bpf2go \
+	-cc clang-19 -strip llvm-strip-19 \
+	-cflags "-O2 -g -Wall -Werror" \
+	-target bpfel -go-package bpf \
+	-type fs_key -type lsm_file_event \
+	lsm lsm.bpf.c

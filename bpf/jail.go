@@ -69,8 +69,14 @@ func (l *Loader) Register(cgroupID uint64, cgroupPath string, p *profiles.Policy
 	if err != nil {
 		return nil, fmt.Errorf("register jail %s: %w", cgroupPath, err)
 	}
+	if err := l.checkRequired(p); err != nil {
+		return nil, fmt.Errorf("register jail %s: %w", cgroupPath, err)
+	}
 	r, err := compileRules(policyID, p.Network)
 	if err != nil {
+		return nil, fmt.Errorf("register jail %s: %w", cgroupPath, err)
+	}
+	if r.fs, err = l.compileJailFSRules(policyID, p); err != nil {
 		return nil, fmt.Errorf("register jail %s: %w", cgroupPath, err)
 	}
 	budget, err := newBudgetState(p)
@@ -151,7 +157,7 @@ func (l *Loader) allocPolicy() (uint32, error) {
 
 // insert writes the rules, then the jails entry that makes them reachable.
 func (j *Jail) insert(ov profiles.OnViolation) error {
-	m := &j.loader.objs.netMaps
+	m := j.loader.ruleMaps()
 	if err := j.rules.write(m); err != nil {
 		return err
 	}
@@ -255,7 +261,7 @@ func (j *Jail) release() error {
 	if err := j.loader.watch.purgePending(j.cgroupID); err != nil {
 		errs = append(errs, err)
 	}
-	if err := j.rules.remove(m); err != nil {
+	if err := j.rules.remove(j.loader.ruleMaps()); err != nil {
 		errs = append(errs, err)
 	}
 	if j.pinPath != "" && errors.Join(errs...) == nil {

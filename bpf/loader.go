@@ -34,7 +34,9 @@ type Loader struct {
 	unixErr error
 	// watch holds the tracepoint programs (exec, open, network kill),
 	// attached once for every jail; they share objs' jails, event and lost maps.
-	watch  *watcher
+	watch *watcher
+	// lsm is the BPF-LSM deny layer (lsm.go); lsm.err says why it is off.
+	lsm    lsmLayer
 	reader *ringbuf.Reader
 	events chan Event // events of cgroups no jail claims
 	stop   chan struct{}
@@ -116,6 +118,12 @@ func (l *Loader) loadObjects() error {
 		return err
 	}
 	l.watch = w
+	lsm, err := loadLSM(&l.objs.netMaps, kernelBTF, l.logger)
+	if err != nil {
+		_ = errors.Join(w.close(), l.budget.Close(), l.objs.Close())
+		return err
+	}
+	l.lsm = *lsm
 	return nil
 }
 
@@ -147,6 +155,7 @@ func (l *Loader) closeObjects() error {
 	if l.watch != nil {
 		errs = append(errs, l.watch.close())
 	}
+	errs = append(errs, l.lsm.close())
 	if err := errors.Join(l.budget.Close(), l.objs.Close()); err != nil {
 		errs = append(errs, fmt.Errorf("unload eBPF objects: %w", err))
 	}

@@ -20,7 +20,7 @@
 #include <linux/bpf.h>
 #include <linux/in.h>
 #include <linux/un.h>
-#include "common.h"
+#include "egress_match.h"
 
 /* Socket types are libc's (<sys/socket.h>), and enums in vmlinux.h; their
  * values are ABI. AF_* come from common.h. */
@@ -42,22 +42,6 @@ struct bpf_sock_addr_kern {
 extern void *bpf_cast_to_kern_ctx(void *obj) __ksym;
 
 struct {
-	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
-	__uint(max_entries, MAX_EGRESS_PREFIXES);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, struct egress4_key);
-	__type(value, struct port_set);
-} mcpjail_egress4 SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
-	__uint(max_entries, MAX_EGRESS_PREFIXES);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, struct egress6_key);
-	__type(value, struct port_set);
-} mcpjail_egress6 SEC(".maps");
-
-struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, MAX_UNIX_PATHS);
 	__type(key, struct unix_key);
@@ -74,44 +58,6 @@ static __always_inline __u8 protocol_bit(struct bpf_sock_addr *ctx)
 		return PROTO_UDP_BIT;
 	}
 	return 0;
-}
-
-/*
- * Global (not inlined, not static): the verifier checks it once per program,
- * for any port_set, port and bit, instead of once per call site and per
- * path into it; inet6 has two call sites. Its pointer argument may be NULL
- * as far as the verifier knows, hence the check.
- */
-__noinline int port_allowed(const struct port_set *ps, __u32 port, __u32 bit)
-{
-	if (!ps)
-		return 0;
-	for (int i = 0; i < MAX_PORT_RANGES; i++) {
-		if (i >= ps->count)
-			break;
-		const struct port_range *r = &ps->ranges[i];
-		if ((r->protocols & bit) && port >= r->lo && port <= r->hi)
-			return 1;
-	}
-	return 0;
-}
-
-static __always_inline __u8 check_ports(const struct port_set *ps, __u16 port, __u8 bit)
-{
-	if (!ps)
-		return REASON_NO_PREFIX;
-	if (!bit)
-		return REASON_PROTOCOL;
-	return port_allowed(ps, port, bit) ? REASON_NONE : REASON_PORT;
-}
-
-/* addr_be is the IPv4 address in network byte order. */
-static __always_inline __u8 check_ip4(__u32 policy, __u32 addr_be, __u16 port, __u8 bit)
-{
-	struct egress4_key key = { .prefixlen = 32 + 32, .policy = policy };
-
-	__builtin_memcpy(key.addr, &addr_be, 4);
-	return check_ports(bpf_map_lookup_elem(&mcpjail_egress4, &key), port, bit);
 }
 
 static __always_inline void emit_inet(struct bpf_sock_addr *ctx, __u64 cgroup_id, __u16 kind,
@@ -164,17 +110,7 @@ static __always_inline int inet6(struct bpf_sock_addr *ctx, __u16 kind)
 	addr[1] = ctx->user_ip6[1];
 	addr[2] = ctx->user_ip6[2];
 	addr[3] = ctx->user_ip6[3];
-	if (!j) {
-		reason = REASON_NO_JAIL;
-	} else if (addr[0] == 0 && addr[1] == 0 && addr[2] == bpf_htonl(0xffff)) {
-		/* ::ffff:a.b.c.d reaches an IPv4 peer: the IPv4 rules decide. */
-		reason = check_ip4(j->policy, addr[3], port, bit);
-	} else {
-		struct egress6_key key = { .prefixlen = 32 + 128, .policy = j->policy };
-
-		__builtin_memcpy(key.addr, addr, 16);
-		reason = check_ports(bpf_map_lookup_elem(&mcpjail_egress6, &key), port, bit);
-	}
+	reason = j ? check_ip6(j->policy, addr, port, bit) : REASON_NO_JAIL;
 	if (reason == REASON_NONE)
 		return 1;
 	emit_inet(ctx, cgroup_id, kind, reason, port, addr, 4);

@@ -22,10 +22,6 @@ type netwatchJail struct {
 type netwatchPending struct {
 	_        structs.HostLayout
 	CgroupId uint64
-	Ptr      uint64
-	Flags    uint64
-	Dfd      int32
-	Len      uint32
 	Syscall  uint32
 	Pad      uint32
 }
@@ -38,7 +34,6 @@ const (
 	netwatchMapMcpjailJails       = "mcpjail_jails"
 	netwatchMapMcpjailLost        = "mcpjail_lost"
 	netwatchMapMcpjailPending     = "mcpjail_pending"
-	netwatchProgMcpjailConIn      = "mcpjail_con_in"
 	netwatchProgMcpjailConOut     = "mcpjail_con_out"
 	netwatchProgMcpjailSmgOut     = "mcpjail_smg_out"
 	netwatchProgMcpjailSmmOut     = "mcpjail_smm_out"
@@ -94,7 +89,6 @@ type netwatchSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type netwatchProgramSpecs struct {
-	McpjailConIn  *ebpf.ProgramSpec `ebpf:"mcpjail_con_in"`
 	McpjailConOut *ebpf.ProgramSpec `ebpf:"mcpjail_con_out"`
 	McpjailSmgOut *ebpf.ProgramSpec `ebpf:"mcpjail_smg_out"`
 	McpjailSmmOut *ebpf.ProgramSpec `ebpf:"mcpjail_smm_out"`
@@ -176,7 +170,6 @@ type netwatchVariables struct {
 //
 // It can be passed to loadNetwatchObjects or ebpf.CollectionSpec.LoadAndAssign.
 type netwatchPrograms struct {
-	McpjailConIn  *ebpf.Program `ebpf:"mcpjail_con_in"`
 	McpjailConOut *ebpf.Program `ebpf:"mcpjail_con_out"`
 	McpjailSmgOut *ebpf.Program `ebpf:"mcpjail_smg_out"`
 	McpjailSmmOut *ebpf.Program `ebpf:"mcpjail_smm_out"`
@@ -185,7 +178,6 @@ type netwatchPrograms struct {
 
 func (p *netwatchPrograms) Close() error {
 	return _NetwatchClose(
-		p.McpjailConIn,
 		p.McpjailConOut,
 		p.McpjailSmgOut,
 		p.McpjailSmmOut,

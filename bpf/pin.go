@@ -206,7 +206,7 @@ func (l *Loader) Jails() []*Jail {
 
 // objectRoots lists the loaded object structs, for objectFields.
 func (l *Loader) objectRoots() []any {
-	return append([]any{&l.objs, &l.budget}, l.watch.objects()...)
+	return append([]any{&l.objs, &l.budget, &l.lsm.objs}, l.watch.objects()...)
 }
 
 // objectFields maps the `ebpf` tag of every *ebpf.Program and *ebpf.Map
@@ -280,14 +280,18 @@ func (l *Loader) pinAll() error {
 			return fmt.Errorf("pin program %s: %w", name, err)
 		}
 	}
-	for i, lk := range l.watch.links {
+	global := l.globalLinks()
+	for i, lk := range global {
 		if err := lk.Pin(l.pin.sub(linksDir, globalLinkName(i))); err != nil {
-			return fmt.Errorf("pin watch link %d: %w", i, err)
+			return fmt.Errorf("pin global link %d: %w", i, err)
 		}
 	}
-	s := stamp{build: buildHash(), layout: pinLayout, globalLinks: uint32(len(l.watch.links))}
+	s := stamp{build: buildHash(), layout: pinLayout, globalLinks: uint32(len(global))}
 	if l.unixErr != nil {
 		s.flags |= stampUnixMissing
+	}
+	if l.lsm.err != nil {
+		s.flags |= stampLSMMissing
 	}
 	return writeStamp(l.pin.sub(stampPin), s)
 }

@@ -139,6 +139,11 @@ func decodeRecord(b []byte) (Event, error) {
 			return Event{}, err
 		}
 		return e, nil
+	case eventLSMExec, eventLSMOpen:
+		if err := decodeLSMFile(&e, kind, reason, b); err != nil {
+			return Event{}, err
+		}
+		return e, nil
 	case eventFork, eventTaskExit:
 		if err := decodeTask(&e, kind, b); err != nil {
 			return Event{}, err

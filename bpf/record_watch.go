@@ -33,6 +33,8 @@ func decodeActionLayer(e *Event, action, layer uint8) error {
 		e.Layer = audit.LayerLandlock
 	case layerSeccomp:
 		e.Layer = audit.LayerSeccomp
+	case layerBPFLSM:
+		e.Layer = audit.LayerBPFLSM
 	default:
 		return fmt.Errorf("decode event: unknown layer %d", layer)
 	}
@@ -106,7 +108,7 @@ func decodeOpen(e *Event, body []byte) {
 }
 
 // targetPath is the event target for a path the kernel side could not read
-// (its saved arguments were missing or the memory unreadable).
+// (its register layout unknown or the memory unreadable).
 func targetPath(p string) string {
 	if p == "" {
 		return "(path unavailable)"

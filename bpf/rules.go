@@ -15,6 +15,7 @@ type rules struct {
 	egress4 []egress4Entry
 	egress6 []egress6Entry
 	unix    []netUnixKey
+	fs      []fsRule // BPF-LSM filesystem rules (lsm_rules.go); none where the layer is off
 }
 
 type egress4Entry struct {

@@ -20,7 +20,7 @@
  * reported as seccomp's; the kill is the same either way.
  *
  * The refused call's arguments come from the task's saved user registers
- * (bpf_task_pt_regs), not from memory: seccomp decided on these very
+ * (syscall_args in watch.h), not from memory: seccomp decided on these very
  * registers and the call never ran, so they are exactly what was refused,
  * and no other thread can change them.
  *
@@ -29,49 +29,6 @@
 #include "watch.h"
 
 char LICENSE[] SEC("license") = "GPL";
-
-/* Syscall argument registers, per architecture; CO-RE keeps the layout the
- * running kernel has. On arm64 x0 holds the return value at sys_exit and
- * orig_x0 the first argument. (Only x86_64 is tested here.) */
-struct pt_regs___x86 {
-	unsigned long di, si, dx, r10, r8, r9;
-} __attribute__((preserve_access_index));
-
-struct pt_regs___arm64 {
-	__u64 regs[31];
-	__u64 orig_x0;
-} __attribute__((preserve_access_index));
-
-/* Fills args from the calling task's user registers; 0 when the kernel's
- * pt_regs matches neither layout. */
-static __always_inline int syscall_args(__u64 args[6])
-{
-	void *regs = (void *)bpf_task_pt_regs(bpf_get_current_task_btf());
-
-	if (bpf_core_field_exists(struct pt_regs___x86, di)) {
-		struct pt_regs___x86 *r = regs;
-
-		args[0] = BPF_CORE_READ(r, di);
-		args[1] = BPF_CORE_READ(r, si);
-		args[2] = BPF_CORE_READ(r, dx);
-		args[3] = BPF_CORE_READ(r, r10);
-		args[4] = BPF_CORE_READ(r, r8);
-		args[5] = BPF_CORE_READ(r, r9);
-		return 1;
-	}
-	if (bpf_core_field_exists(struct pt_regs___arm64, orig_x0)) {
-		struct pt_regs___arm64 *r = regs;
-
-		args[0] = BPF_CORE_READ(r, orig_x0);
-		args[1] = BPF_CORE_READ(r, regs[1]);
-		args[2] = BPF_CORE_READ(r, regs[2]);
-		args[3] = BPF_CORE_READ(r, regs[3]);
-		args[4] = BPF_CORE_READ(r, regs[4]);
-		args[5] = BPF_CORE_READ(r, regs[5]);
-		return 1;
-	}
-	return 0;
-}
 
 static __always_inline void report_seccomp(__u64 cgroup_id, long ret, __u16 syscall, int kill)
 {
@@ -98,7 +55,7 @@ static __always_inline int socket_enter(__u32 syscall)
 
 	if (!current_jail(&cgroup_id))
 		return 0;
-	remember(cgroup_id, syscall, 0, 0, 0, 0); /* the marker: the call ran */
+	remember(cgroup_id, syscall); /* the marker: the call ran */
 	return 0;
 }
 

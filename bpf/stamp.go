@@ -25,6 +25,10 @@ const pinLayout = 1
 // load when the set was pinned (Loader.Missing), so they have no pins.
 const stampUnixMissing = 1 << 0
 
+// stampLSMMissing is stamp flag bit 1: the BPF-LSM programs did not load or
+// attach (Loader.LSM), so they and their links have no pins.
+const stampLSMMissing = 1 << 1
+
 // stampSize is the stamp map's value: the build hash, then pinLayout, the
 // flags and the number of global links (little-endian uint32s).
 const stampSize = sha256.Size + 3*4
@@ -32,7 +36,7 @@ const stampSize = sha256.Size + 3*4
 // embeddedObjects are the eBPF objects compiled into this build, in a fixed
 // order. TestStampCoversEveryObject checks that none is missing.
 func embeddedObjects() [][]byte {
-	return [][]byte{_NetBytes, _EgressBytes, _ExecBytes, _FileBytes, _NetwatchBytes, _SockwatchBytes, _TaskBytes}
+	return [][]byte{_NetBytes, _EgressBytes, _ExecBytes, _FileBytes, _NetwatchBytes, _SockwatchBytes, _TaskBytes, _LsmBytes}
 }
 
 // buildHash identifies what a pinned set was made from: the objects' bytes

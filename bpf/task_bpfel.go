@@ -22,10 +22,6 @@ type taskJail struct {
 type taskPending struct {
 	_        structs.HostLayout
 	CgroupId uint64
-	Ptr      uint64
-	Flags    uint64
-	Dfd      int32
-	Len      uint32
 	Syscall  uint32
 	Pad      uint32
 }

@@ -29,11 +29,17 @@ func (j *Jail) Update(p *profiles.Policy) error {
 	if err != nil {
 		return fmt.Errorf("update jail (cgroup id %d): %w", j.cgroupID, err)
 	}
+	if err := l.checkRequired(p); err != nil {
+		return fmt.Errorf("update jail (cgroup id %d): %w", j.cgroupID, err)
+	}
 	r, err := compileRules(id, p.Network)
 	if err != nil {
 		return fmt.Errorf("update jail (cgroup id %d): %w", j.cgroupID, err)
 	}
-	m := &l.objs.netMaps
+	if r.fs, err = l.compileJailFSRules(id, p); err != nil {
+		return fmt.Errorf("update jail (cgroup id %d): %w", j.cgroupID, err)
+	}
+	m := l.ruleMaps()
 	if err := r.write(m); err != nil {
 		return errors.Join(fmt.Errorf("update jail (cgroup id %d): %w", j.cgroupID, err), r.remove(m))
 	}
@@ -52,8 +58,18 @@ func (j *Jail) Update(p *profiles.Policy) error {
 	return nil
 }
 
+// ruleMaps are the maps a policy's rules live in.
+type ruleMaps struct {
+	*netMaps
+	fs *ebpf.Map // the BPF-LSM filesystem rules (lsm.go)
+}
+
+func (l *Loader) ruleMaps() ruleMaps {
+	return ruleMaps{netMaps: &l.objs.netMaps, fs: l.lsm.objs.McpjailFsrules}
+}
+
 // write adds every rule; entries already present are an error.
-func (r *rules) write(m *netMaps) error {
+func (r *rules) write(m ruleMaps) error {
 	for _, e := range r.egress4 {
 		if err := m.McpjailEgress4.Update(&e.key, &e.value, ebpf.UpdateNoExist); err != nil {
 			return fmt.Errorf("add IPv4 egress rule: %w", err)
@@ -69,11 +85,16 @@ func (r *rules) write(m *netMaps) error {
 			return fmt.Errorf("add UNIX socket rule: %w", err)
 		}
 	}
+	for _, e := range r.fs {
+		if err := m.fs.Update(&e.key, e.value, ebpf.UpdateNoExist); err != nil {
+			return fmt.Errorf("add BPF-LSM filesystem rule: %w", err)
+		}
+	}
 	return nil
 }
 
 // remove deletes every rule; entries already gone are not an error.
-func (r *rules) remove(m *netMaps) error {
+func (r *rules) remove(m ruleMaps) error {
 	var errs []error
 	del := func(what string, mp *ebpf.Map, key any) {
 		if err := mp.Delete(key); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
@@ -88,6 +109,9 @@ func (r *rules) remove(m *netMaps) error {
 	}
 	for _, k := range r.unix {
 		del("UNIX socket rule", m.McpjailUnix, &k)
+	}
+	for _, e := range r.fs {
+		del("BPF-LSM filesystem rule", m.fs, &e.key)
 	}
 	return errors.Join(errs...)
 }

@@ -82,7 +82,7 @@ func loadWatch(shared *netMaps, kernelBTF *btf.Cache, logger *slog.Logger) (_ *w
 	if err := loadExecObjects(&w.exec, &ebpf.CollectionOptions{MapReplacements: replace, Cache: kernelBTF}); err != nil {
 		return nil, fmt.Errorf("load exec watch programs: %w", verifierDetail(err))
 	}
-	// One map of saved syscall arguments: a thread is in one syscall at a time.
+	// One map of socket markers: a thread is in one syscall at a time.
 	replace["mcpjail_pending"] = w.exec.McpjailPending
 	if err := loadFileObjects(&w.file, &ebpf.CollectionOptions{MapReplacements: replace, Cache: kernelBTF}); err != nil {
 		return nil, fmt.Errorf("load open watch programs: %w", verifierDetail(err))
@@ -132,22 +132,18 @@ func (w *watcher) rawTracepoints() []*ebpf.Program {
 	return []*ebpf.Program{w.exec.McpjailExec, w.task.McpjailFork, w.task.McpjailExit}
 }
 
+// tracepoints are the syscall tracepoints. Open, connect and exec are
+// watched at sys_exit alone (see watch.h); only socket and socketpair need
+// sys_enter, for sockwatch.bpf.c's marker.
 func (w *watcher) tracepoints() []tracepoint {
 	e, f, n, s := &w.exec, &w.file, &w.netwatch, &w.sockwatch
 	return []tracepoint{
-		{name: "sys_enter_execve", prog: e.McpjailExeIn},
 		{name: "sys_exit_execve", prog: e.McpjailExeOut},
-		{name: "sys_enter_execveat", prog: e.McpjailExaIn},
 		{name: "sys_exit_execveat", prog: e.McpjailExaOut},
-		{name: "sys_enter_openat", prog: f.McpjailOpnIn},
 		{name: "sys_exit_openat", prog: f.McpjailOpnOut},
-		{name: "sys_enter_openat2", prog: f.McpjailOp2In},
 		{name: "sys_exit_openat2", prog: f.McpjailOp2Out},
-		{name: "sys_enter_open", prog: f.McpjailOldIn, optional: true},
 		{name: "sys_exit_open", prog: f.McpjailOldOut, optional: true},
-		{name: "sys_enter_creat", prog: f.McpjailCrtIn, optional: true},
 		{name: "sys_exit_creat", prog: f.McpjailCrtOut, optional: true},
-		{name: "sys_enter_connect", prog: n.McpjailConIn},
 		{name: "sys_exit_connect", prog: n.McpjailConOut},
 		{name: "sys_exit_sendto", prog: n.McpjailStoOut},
 		{name: "sys_exit_sendmsg", prog: n.McpjailSmgOut},
@@ -168,10 +164,10 @@ func (w *watcher) programs() []*ebpf.Program {
 	return progs
 }
 
-// purgePending removes the saved arguments of a jail's threads. Entries
-// normally go at sys_exit or thread exit, but both programs skip a cgroup
-// that is no longer registered, so a jail closed while its threads sat in a
-// syscall would leave them.
+// purgePending removes the socket markers (sockwatch.bpf.c) of a jail's
+// threads. Entries normally go at sys_exit or thread exit, but sys_exit
+// skips a cgroup that is no longer registered, so a jail closed while its
+// threads sat in socket or socketpair would leave them.
 func (w *watcher) purgePending(cgroupID uint64) error {
 	m := w.exec.McpjailPending
 	var (
@@ -186,12 +182,12 @@ func (w *watcher) purgePending(cgroupID uint64) error {
 		}
 	}
 	if err := it.Err(); err != nil {
-		return fmt.Errorf("list saved syscall arguments: %w", err)
+		return fmt.Errorf("list socket markers: %w", err)
 	}
 	var errs []error
 	for _, tid := range mine {
 		if err := m.Delete(tid); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
-			errs = append(errs, fmt.Errorf("remove saved syscall arguments of thread %d: %w", tid, err))
+			errs = append(errs, fmt.Errorf("remove socket marker of thread %d: %w", tid, err))
 		}
 	}
 	return errors.Join(errs...)

@@ -1,13 +1,16 @@
 /* SPDX-License-Identifier: GPL-2.0-only */
 /*
  * Shared by the watching programs (exec.bpf.c, file.bpf.c, netwatch.bpf.c,
- * sockwatch.bpf.c, task.bpf.c): syscall tracepoint contexts, the per-thread
- * map of syscall arguments saved at sys_enter for sys_exit, and the watch
- * records.
+ * sockwatch.bpf.c, task.bpf.c): syscall tracepoint contexts, the syscall's
+ * arguments read back at sys_exit, the per-thread marker map of
+ * sockwatch.bpf.c, and the watch records.
  *
- * Tracepoints are global: every program first looks the caller's cgroup up
- * in `jails` and returns when it is absent, so the cost for the rest of the
- * host is that one lookup.
+ * Tracepoints are global. Watching is done at sys_exit alone wherever the
+ * return value says whether there is anything to report: a program first
+ * compares the return value, and only a refusal costs the jails lookup and
+ * the read of the arguments (syscall_args). The rest of the host, and a
+ * jail's successful calls, pay one comparison. No sys_enter program saves
+ * anything for a call that succeeds.
  *
  * Records are reserved at their full size in the ring buffer and filled in
  * place. A per-CPU scratch buffer would allow shorter records, but syscall
@@ -23,7 +26,7 @@
 /* Limits shared with the Go side (bpf/limits.go must agree). */
 #define PATH_MAX 4096     /* a longer path fails with ENAMETOOLONG: never truncated */
 #define ARGS_MAX 2048     /* bytes of the new image's argument area in an exec event */
-#define MAX_PENDING 16384 /* threads of all jails inside a watched syscall at once */
+#define MAX_PENDING 16384 /* threads of all jails inside socket/socketpair at once */
 
 #define EPERM 1
 #define EACCES 13
@@ -33,7 +36,7 @@
 /* The open flags creat(2) implies: O_CREAT|O_WRONLY|O_TRUNC. */
 #define CREAT_FLAGS (00000100 | 00000001 | 00001000)
 
-/* Which syscall a pending entry or a record is about. */
+/* Which syscall a marker or a record is about. */
 enum watch_syscall {
 	SC_EXECVE = 1,
 	SC_EXECVEAT = 2,
@@ -49,15 +52,11 @@ enum watch_syscall {
 	SC_SOCKETPAIR = 12,
 };
 
-/* Arguments saved at sys_enter, keyed by thread id. cgroup_id lets
- * Jail.Close remove the entries of threads that never reach sys_exit while
- * their jail is registered. */
+/* sockwatch.bpf.c's marker that a thread's socket/socketpair got past
+ * seccomp, keyed by thread id. cgroup_id lets Jail.Close remove the markers
+ * of threads that never reach sys_exit while their jail is registered. */
 struct pending {
 	__u64 cgroup_id;
-	__u64 ptr;   /* user pointer: path or sockaddr */
-	__u64 flags; /* open flags, execveat flags */
-	__s32 dfd;   /* directory fd a relative path is resolved against */
-	__u32 len;   /* sockaddr length */
 	__u32 syscall; /* enum watch_syscall */
 	__u32 _pad;
 };
@@ -143,24 +142,19 @@ static __always_inline __u32 current_tid(void)
 	return (__u32)bpf_get_current_pid_tgid();
 }
 
-/* Saves a jailed thread's syscall arguments for its sys_exit. When the map
- * is full the entry is missing at sys_exit: the event then lacks the path or
- * address, the kill still happens. */
-static __always_inline void remember(__u64 cgroup_id, __u32 syscall, __u64 ptr, __u64 flags,
-				     __s32 dfd, __u32 len)
+/* Leaves the calling thread's marker. When the map is full it is missing
+ * at sys_exit (see sockwatch.bpf.c for what that changes). */
+static __always_inline void remember(__u64 cgroup_id, __u32 syscall)
 {
 	__u32 tid = current_tid();
-	struct pending p = {
-		.cgroup_id = cgroup_id, .ptr = ptr, .flags = flags, .dfd = dfd, .len = len,
-		.syscall = syscall,
-	};
+	struct pending p = { .cgroup_id = cgroup_id, .syscall = syscall };
 
 	bpf_map_update_elem(&mcpjail_pending, &tid, &p, BPF_ANY);
 }
 
-/* Moves the thread's saved arguments to *p; 0 when there were none (or they
- * were for another syscall: a thread is in one syscall at a time, so a stale
- * entry only exists if a sys_exit was missed). */
+/* Moves the thread's marker to *p; 0 when there was none (or it was for
+ * another syscall: a thread is in one syscall at a time, so a stale entry
+ * only exists if a sys_exit was missed). */
 static __always_inline int take(struct pending *p, __u32 syscall)
 {
 	__u32 tid = current_tid();
@@ -180,15 +174,65 @@ static __always_inline int refused(long ret)
 	return ret == -EACCES || ret == -EPERM;
 }
 
-/* SIGKILLs the calling process after a refused network syscall (jail flag
- * JAIL_KILL_ON_NETWORK) and says so in a kill_event; the refusal's own
- * event comes from whoever refused. */
-static __always_inline void kill_for_network(__u64 cgroup_id, long ret, __u16 syscall)
-{
-	struct kill_event *e;
+/* Syscall argument registers, per architecture; CO-RE keeps the layout the
+ * running kernel has. On arm64 x0 holds the return value at sys_exit and
+ * orig_x0 the first argument. (Only x86_64 is tested here.) */
+struct pt_regs___x86 {
+	unsigned long di, si, dx, r10, r8, r9;
+} __attribute__((preserve_access_index));
 
-	bpf_send_signal(SIGKILL);
-	e = bpf_ringbuf_reserve(&mcpjail_events, sizeof(*e), 0);
+struct pt_regs___arm64 {
+	__u64 regs[31];
+	__u64 orig_x0;
+} __attribute__((preserve_access_index));
+
+/*
+ * Fills args with the current syscall's arguments from the calling thread's
+ * user registers, which the kernel saved at syscall entry (helpers
+ * bpf_get_current_task_btf, Linux 5.11, and bpf_task_pt_regs, 5.15). Until
+ * sys_exit the kernel writes only the return-value register there (a
+ * successful execve replaces them all, but sched_process_exec reports that
+ * one), and no other thread can write them: at sys_exit they are exactly
+ * the arguments the call ran with, so nothing needs saving at sys_enter.
+ * What they point to in user memory is another matter (see file.bpf.c).
+ * Compat (32-bit) syscalls, with another register layout, never reach a
+ * syscall tracepoint on x86_64. Returns 0 when the kernel's pt_regs matches
+ * neither layout.
+ */
+static __always_inline int syscall_args(__u64 args[6])
+{
+	void *regs = (void *)bpf_task_pt_regs(bpf_get_current_task_btf());
+
+	if (bpf_core_field_exists(struct pt_regs___x86, di)) {
+		struct pt_regs___x86 *r = regs;
+
+		args[0] = BPF_CORE_READ(r, di);
+		args[1] = BPF_CORE_READ(r, si);
+		args[2] = BPF_CORE_READ(r, dx);
+		args[3] = BPF_CORE_READ(r, r10);
+		args[4] = BPF_CORE_READ(r, r8);
+		args[5] = BPF_CORE_READ(r, r9);
+		return 1;
+	}
+	if (bpf_core_field_exists(struct pt_regs___arm64, orig_x0)) {
+		struct pt_regs___arm64 *r = regs;
+
+		args[0] = BPF_CORE_READ(r, orig_x0);
+		args[1] = BPF_CORE_READ(r, regs[1]);
+		args[2] = BPF_CORE_READ(r, regs[2]);
+		args[3] = BPF_CORE_READ(r, regs[3]);
+		args[4] = BPF_CORE_READ(r, regs[4]);
+		args[5] = BPF_CORE_READ(r, regs[5]);
+		return 1;
+	}
+	return 0;
+}
+
+/* Writes the kill_event of a network kill whose signal was sent. */
+static __always_inline void report_kill(__u64 cgroup_id, long ret, __u16 syscall)
+{
+	struct kill_event *e = bpf_ringbuf_reserve(&mcpjail_events, sizeof(*e), 0);
+
 	if (!e) {
 		count_lost();
 		return;
@@ -199,6 +243,15 @@ static __always_inline void kill_for_network(__u64 cgroup_id, long ret, __u16 sy
 	e->syscall = syscall;
 	e->_pad = 0;
 	bpf_ringbuf_submit(e, 0);
+}
+
+/* SIGKILLs the calling process after a refused network syscall (jail flag
+ * JAIL_KILL_ON_NETWORK) and says so in a kill_event; the refusal's own
+ * event comes from whoever refused. */
+static __always_inline void kill_for_network(__u64 cgroup_id, long ret, __u16 syscall)
+{
+	bpf_send_signal(SIGKILL);
+	report_kill(cgroup_id, ret, syscall);
 }
 
 #endif /* MCPJAIL_WATCH_H */

@@ -41,9 +41,11 @@ type watchRequest struct {
 
 // watchStep is one syscall the helper makes.
 type watchStep struct {
-	Op    string   // "exec", "open", "openat2", "chdir", "connect", "raw socket", "socket", "socketpair", "fork"
-	Path  string   // exec, open, openat2, chdir
-	Args  []string // exec
+	// "exec", "execveat", "open", "openat2", "chdir", "connect", "raw socket", "socket",
+	// "socketpair", "stuck socketpair", "fork"; and where they exist "open(2)", "creat(2)"
+	Op    string
+	Path  string   // exec, execveat, open, openat2, chdir, open(2), creat(2)
+	Args  []string // exec, execveat
 	Flags int      // open, openat2
 	Addr  string   // connect: "127.0.0.1:port"
 	// socket, socketpair: the raw arguments.
@@ -94,9 +96,14 @@ func (s watchStep) result() string {
 
 // run makes the step with raw syscalls, so the kernel sees exactly it.
 func (s watchStep) run() error {
+	if handled, err := legacyOpen(s); handled {
+		return err
+	}
 	switch s.Op {
 	case "exec":
 		return syscall.Exec(s.Path, s.Args, os.Environ())
+	case "execveat":
+		return execveat(s.Path, s.Args)
 	case "open":
 		fd, err := unix.Open(s.Path, s.Flags, 0o600)
 		if err == nil {
@@ -121,6 +128,8 @@ func (s watchStep) run() error {
 			unix.Close(fd)
 		}
 		return err
+	case "stuck socketpair":
+		return socketpairStuck()
 	case "socketpair":
 		fds, err := unix.Socketpair(s.Family, s.Type, s.Proto)
 		if err == nil {

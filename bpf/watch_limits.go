@@ -9,8 +9,8 @@ const (
 	// ArgsMax is how many bytes of a new image's argument area (argv,
 	// NUL-separated) an exec event carries; longer ones are cut and say so.
 	ArgsMax = 2048
-	// MaxPending is how many jailed threads can be inside a watched syscall at
-	// once with their arguments saved for sys_exit.
+	// MaxPending is how many jailed threads can be inside socket or
+	// socketpair at once with their marker for sys_exit (sockwatch.bpf.c).
 	MaxPending = 16384
 )
 

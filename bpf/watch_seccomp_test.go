@@ -69,7 +69,7 @@ func TestSeccompSocketEvent(t *testing.T) {
 			}
 		}
 		if n := pendingEntries(t, l); n != 0 {
-			t.Errorf("%d saved syscall arguments left", n)
+			t.Errorf("%d socket markers left", n)
 		}
 	})
 

@@ -1,17 +1,14 @@
 package bpf
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
 	"testing"
-	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -32,7 +29,7 @@ func registerJail(t *testing.T, l *Loader, p *profiles.Policy) *cgroup.Group {
 	return grp
 }
 
-// pendingEntries counts the saved syscall arguments still in the kernel.
+// pendingEntries counts the socket markers (mcpjail_pending) still in the kernel.
 func pendingEntries(t *testing.T, l *Loader) int {
 	t.Helper()
 	n := 0
@@ -103,7 +100,7 @@ func TestExecKill(t *testing.T) {
 				t.Errorf("event %+v: want deny by landlock, action %q, EACCES, cgroup %d", ev, wantAction, grp.ID())
 			}
 			if n := pendingEntries(t, l); n != 0 {
-				t.Errorf("%d saved syscall arguments left after the helper exited", n)
+				t.Errorf("%d socket markers left after the helper exited", n)
 			}
 		})
 	}
@@ -145,7 +142,7 @@ func TestExecEvent(t *testing.T) {
 		})
 	}
 	if n := pendingEntries(t, l); n != 0 {
-		t.Errorf("%d saved syscall arguments left", n)
+		t.Errorf("%d socket markers left", n)
 	}
 }
 
@@ -210,7 +207,7 @@ func TestOpenRefused(t *testing.T) {
 		}
 	}
 	if n := pendingEntries(t, l); n != 0 {
-		t.Errorf("%d saved syscall arguments left", n)
+		t.Errorf("%d socket markers left", n)
 	}
 }
 
@@ -268,7 +265,7 @@ func TestLandlockConnect(t *testing.T) {
 		t.Errorf("event %+v: want a deny by landlock without kill", ev)
 	}
 	if n := pendingEntries(t, l); n != 0 {
-		t.Errorf("%d saved syscall arguments left", n)
+		t.Errorf("%d socket markers left", n)
 	}
 }
 
@@ -310,67 +307,6 @@ func TestNetworkKill(t *testing.T) {
 		})
 	}
 	if n := pendingEntries(t, l); n != 0 {
-		t.Errorf("%d saved syscall arguments left", n)
-	}
-}
-
-// TestJailClosePurgesPending checks that closing a jail while one of its
-// threads sits inside a watched syscall (an open of a FIFO, which blocks)
-// removes that thread's saved arguments, which no program would remove once
-// the jail is gone.
-func TestJailClosePurgesPending(t *testing.T) {
-	requireKernel(t)
-	l := newLoader(t)
-	grp := newGroup(t)
-	j, err := l.Register(grp.ID(), grp.V2Path(), loopbackPolicy(1))
-	if err != nil {
-		t.Fatalf("Register: %v", err)
-	}
-	defer j.Close()
-	fifo := filepath.Join(t.TempDir(), "fifo")
-	if err := unix.Mkfifo(fifo, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	spec, err := json.Marshal(watchRequest{Steps: []watchStep{{Op: "open", Path: fifo, Flags: unix.O_RDONLY}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	fd, err := grp.OpenV2()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer fd.Close()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), envWatchHelper+"="+string(spec))
-	cmd.Stderr = os.Stderr
-	cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(fd.Fd())}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	defer func() {
-		// Opening the write end releases the reader; then the helper exits.
-		if w, err := os.OpenFile(fifo, os.O_WRONLY, 0); err == nil {
-			w.Close()
-		}
-		if err := <-done; err != nil {
-			t.Errorf("helper: %v", err)
-		}
-	}()
-
-	// Wait for the helper to block in the FIFO's open: its entry appears.
-	deadline := time.Now().Add(hangBound)
-	for pendingEntries(t, l) == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("no saved arguments while the helper blocks in open")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	if err := j.Close(); err != nil {
-		t.Fatalf("Jail.Close: %v", err)
-	}
-	if n := pendingEntries(t, l); n != 0 {
-		t.Errorf("%d saved syscall arguments left after Jail.Close", n)
+		t.Errorf("%d socket markers left", n)
 	}
 }

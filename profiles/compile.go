@@ -33,6 +33,7 @@ func (p *Profile) Compile(v Vars) (*Policy, error) {
 		Limits:      p.limits,
 		Env:         c.env(),
 		OnViolation: p.onViolation,
+		Require:     slices.Clone(p.require),
 	}
 	if err := c.list.err(); err != nil {
 		return nil, err

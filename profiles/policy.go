@@ -24,6 +24,9 @@ type Policy struct {
 	Limits      Limits      `json:"limits" yaml:"limits"`
 	Env         Env         `json:"env" yaml:"env"`
 	OnViolation OnViolation `json:"on_violation" yaml:"on_violation"`
+	// Require names optional layers the run must have (LayerBPFLSM); a
+	// kernel without one refuses the run, --allow-degraded or not.
+	Require []string `json:"require,omitempty" yaml:"require,omitempty"`
 }
 
 // Server pins what may run and as whom.

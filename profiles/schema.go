@@ -18,6 +18,7 @@ type Profile struct {
 	limits      Limits
 	env         rawEnv
 	onViolation OnViolation
+	require     []string // layer names (require.go)
 }
 
 // Name is the profile's name.

@@ -21,6 +21,7 @@ func (l *loader) profile(root *yaml.Node, p *Profile) {
 		"limits":       func(v *yaml.Node) { l.limits(v, &p.limits) },
 		"env":          func(v *yaml.Node) { l.env(v, &p.env) },
 		"on_violation": func(v *yaml.Node) { p.onViolation = l.onViolation(v) },
+		"require":      func(v *yaml.Node) { p.require = l.require(v) },
 	})
 	if p.onViolation == (OnViolation{}) {
 		p.onViolation = DefaultOnViolation()

@@ -10,6 +10,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/mcpjail/mcpjail/sandbox/confine"
+	"github.com/mcpjail/mcpjail/sandbox/seccompnotify"
 )
 
 // InitMain is the init step: the re-executed mcpjail, already inside the
@@ -26,6 +27,7 @@ func InitMain() {
 func initMain() (int, error) {
 	// Inherited descriptors must not reach the server.
 	unix.CloseOnExec(lifelineFD)
+	unix.CloseOnExec(notifyFD)
 	specFile := os.NewFile(specFD, "init-spec")
 	spec, err := readInitSpec(specFile)
 	specFile.Close()
@@ -46,8 +48,12 @@ func confineAndExec(spec *initSpec) (int, error) {
 	if err != nil {
 		return ExitRefused, fmt.Errorf("init: plan confinement: %w", err)
 	}
-	if err := plan.Apply(); err != nil {
+	listener, missing, err := plan.ApplyReporting()
+	if err != nil {
 		return ExitRefused, fmt.Errorf("init: confine: %w", err)
+	}
+	if err := handOverListener(listener, missing); err != nil {
+		return ExitRefused, fmt.Errorf("init: %w", err)
 	}
 	// Changing credentials cleared the parent-death signal; arm it again and
 	// then make sure the launcher did not die in between.
@@ -62,6 +68,22 @@ func confineAndExec(spec *initSpec) (int, error) {
 	}
 	err = syscall.Exec(spec.Path, spec.Argv, spec.Env)
 	return execFailureCode(err), fmt.Errorf("exec %s: %w", spec.Path, err)
+}
+
+// handOverListener sends the seccomp listener (or why there is none) to the
+// launcher and closes every copy here: whoever holds it answers the
+// deny-list's calls, so it must never reach the server. Without it the
+// deny-list's calls would fail with ENOSYS, unreported: a failed hand-over
+// refuses the run.
+func handOverListener(listener *os.File, missing string) error {
+	defer unix.Close(notifyFD)
+	if listener == nil && missing == "" {
+		return nil // no listener planned: the launcher's plan reported it
+	}
+	if listener != nil {
+		defer listener.Close()
+	}
+	return seccompnotify.SendListener(notifyFD, listener, missing)
 }
 
 // launcherGone polls the lifeline pipe: the launcher never writes to it, so
@@ -99,10 +121,11 @@ func supervise(spec *initSpec) (int, error) {
 	}
 	pid, err := syscall.ForkExec("/proc/self/exe", []string{"mcpjail", initArg}, &syscall.ProcAttr{
 		Env:   []string{},
-		Files: []uintptr{0, 1, 2, specR.Fd(), lifelineFD},
+		Files: []uintptr{0, 1, 2, specR.Fd(), lifelineFD, notifyFD},
 		Sys:   &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL},
 	})
 	specR.Close()
+	unix.Close(notifyFD) // the server's init step sends the listener, PID 1 has no use for it
 	if err != nil {
 		specW.Close()
 		return ExitRefused, fmt.Errorf("init: start the server's init step: %w", err)

@@ -17,6 +17,9 @@ const initArg = "__mcpjail_init"
 const (
 	specFD     = 3 // the initSpec as JSON, closed by the launcher after writing
 	lifelineFD = 4 // never written; EOF means the launcher is gone
+	// notifyFD is where the init step sends the launcher the seccomp
+	// deny-list's listener (sandbox/seccompnotify), before the server runs.
+	notifyFD = 5
 )
 
 // maxSpecSize bounds what init reads from the spec pipe.

@@ -138,6 +138,9 @@ func prepare(opts Options) (_ *prepared, err error) {
 			"eBPF network layer (not root and no mcpjail daemon: addresses, UDP and UNIX sockets are not filtered)")
 	default:
 		p.missing = append(p.missing, p.loadNetworkLayer()...)
+		if err = p.checkRequiredLayers(); err != nil {
+			return nil, p.refuse(err)
+		}
 	}
 	p.opts.Workdir = workdir
 	return p, nil
@@ -185,6 +188,26 @@ func (p *prepared) loadNetworkLayer() []string {
 	}
 	p.network = l
 	return l.Missing()
+}
+
+// checkRequiredLayers refuses a profile that requires an optional layer
+// (profiles.Policy.Require) this kernel lacks. A required layer is never
+// degraded: --allow-degraded does not lift this. Under a daemon, its
+// loader's Register refuses the same way.
+func (p *prepared) checkRequiredLayers() error {
+	if !p.policy.Requires(profiles.LayerBPFLSM) {
+		return nil
+	}
+	why := "the eBPF layer is not loaded"
+	if p.network != nil {
+		err := p.network.LSM()
+		if err == nil {
+			return nil
+		}
+		why = err.Error()
+	}
+	return fmt.Errorf("the profile requires the %s layer, which this kernel lacks (%s); --allow-degraded does not lift a required layer",
+		profiles.LayerBPFLSM, why)
 }
 
 // refuse records a refusal as an event and turns it into exit code 125.

@@ -114,10 +114,17 @@ func (p *prepared) startAndWait(ctx context.Context, grp *cgroup.Group, root boo
 		return 0, p.refuse(fmt.Errorf("lifeline pipe: %w", err))
 	}
 	defer lifeW.Close()
+	seccompConn, seccompInit, err := seccompChannel(root)
+	if err != nil {
+		specR.Close()
+		specW.Close()
+		lifeR.Close()
+		return 0, p.refuse(err)
+	}
 	cmd := exec.Command(self, initArg)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
-	cmd.ExtraFiles = []*os.File{specR, lifeR} // fds 3 and 4
-	cmd.Env = []string{}                      // nothing of mcpjail's environment reaches init
+	cmd.ExtraFiles = []*os.File{specR, lifeR, seccompInit} // fds 3, 4 and 5
+	cmd.Env = []string{}                                   // nothing of mcpjail's environment reaches init
 	attr := &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if root {
 		// A new mount namespace too, so init can mount the PID namespace's own /proc.
@@ -143,10 +150,14 @@ func (p *prepared) startAndWait(ctx context.Context, grp *cgroup.Group, root boo
 	err = cmd.Start()
 	specR.Close()
 	lifeR.Close()
+	seccompInit.Close()
 	if err != nil {
 		specW.Close()
+		seccompConn.Close()
 		return 0, p.refuse(fmt.Errorf("start init step: %w", err))
 	}
+	// Stopped once init is gone: answers what is pending, before the exit event.
+	defer p.watchSeccomp(seccompConn)()
 	pid := cmd.Process.Pid
 	if p.opts.Remote != nil {
 		err := p.opts.Remote.Attach(pidfd)

@@ -54,8 +54,12 @@ func waitForEvent(t *testing.T, path string, match func(audit.Event) bool) (audi
 }
 
 func denyEvent(kind audit.Kind, target string) func(audit.Event) bool {
+	layer := audit.LayerBPF
+	if kind == audit.KindConnect && lsmActive() {
+		layer = audit.LayerBPFLSM // security_socket_connect runs before the cgroup hook (lsm_test.go)
+	}
 	return func(e audit.Event) bool {
-		return e.Kind == kind && e.Target == target && e.Verdict == audit.VerdictDeny && e.Layer == audit.LayerBPF
+		return e.Kind == kind && e.Target == target && e.Verdict == audit.VerdictDeny && e.Layer == layer
 	}
 }
 

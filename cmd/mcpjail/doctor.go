@@ -100,6 +100,7 @@ func writeDoctorText(w io.Writer, r features.Report) {
 	for _, p := range r.BPF {
 		line("bpf %s: %s", p.Name, describeProbe(p))
 	}
+	line("bpf-lsm deny layer: %s", describeLSMLayer(r))
 	for _, warning := range r.Warnings {
 		line("warning: %s", warning)
 	}
@@ -242,4 +243,16 @@ func yesNo(b bool) string {
 		return "yes"
 	}
 	return "no"
+}
+
+// describeLSMLayer says whether the optional BPF-LSM deny layer is active:
+// it is where every one of its hooks loads and attaches.
+func describeLSMLayer(r features.Report) string {
+	for _, name := range features.LSMProbes() {
+		p, ok := r.BPFProbe(name)
+		if !ok || !p.OK {
+			return "unavailable (runs use the other layers; a profile with require: [bpf-lsm] is refused)"
+		}
+	}
+	return "active (exec, open and connect are also refused in the LSM hooks)"
 }

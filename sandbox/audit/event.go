@@ -37,6 +37,9 @@ const (
 	// KindTaskExit is any jailed process ending (its last thread), seen by
 	// the kernel; KindExit is the server's end as mcpjail reports it.
 	KindTaskExit Kind = "task_exit"
+	// KindSyscall is a system call the seccomp deny-list refused (other
+	// than socket and socketpair, which are KindSocket).
+	KindSyscall Kind = "syscall"
 )
 
 // Verdict is what the jail decided.
@@ -56,6 +59,8 @@ const (
 	LayerBPF      Layer = "bpf"
 	LayerCgroup   Layer = "cgroup"
 	LayerSeccomp  Layer = "seccomp"
+	// LayerBPFLSM is the BPF-LSM deny layer (bpf/lsm.bpf.c), where the kernel runs it.
+	LayerBPFLSM Layer = "bpf-lsm"
 	// LayerMcpjail is mcpjail's own user-space checks (integrity pins, layer checks).
 	LayerMcpjail Layer = "mcpjail"
 )

@@ -1,9 +1,13 @@
 package confine
 
 import (
+	"errors"
 	"fmt"
+	"os"
 	"runtime"
 	"strings"
+
+	"golang.org/x/sys/unix"
 )
 
 // Apply confines the calling process, every thread of it, for good:
@@ -17,7 +21,8 @@ import (
 //  4. when Creds is set: setgroups, setresgid, setresuid;
 //  5. ambient, permitted, effective and inheritable capabilities emptied,
 //     then a read-back check of credentials, capabilities, no_new_privs;
-//  6. the seccomp deny-list, synchronized to all threads.
+//  6. the seccomp deny-list, synchronized to all threads, every refusal
+//     answered by the filter itself (no events: see ApplyReporting).
 //
 // If Missing is non-empty and the spec is not Degraded, Apply refuses
 // before changing anything. On any other error the process may be partly
@@ -25,36 +30,79 @@ import (
 // process that is about to execve the server: its OS thread stays locked,
 // so the thread that was checked is the one that runs on.
 func (p *Plan) Apply() error {
+	_, _, err := p.apply(false)
+	return err
+}
+
+// ApplyReporting is Apply with the deny-list installed so that its
+// refusals can be reported: the calls of EventNotification wait for an
+// answer from whoever holds the returned listener (sandbox/seccompnotify),
+// which must be handed to a process outside the jail before anything else
+// runs here and must never reach the server. Closing the listener makes
+// every such call fail with ENOSYS: refused still, without an event.
+//
+// listener is nil when the plan has no SeccompEvents (Missing says why), or
+// when the kernel refused a listener at install time and the spec is
+// Degraded: the filter then answers by itself and missing says why.
+func (p *Plan) ApplyReporting() (listener *os.File, missing string, err error) {
+	return p.apply(true)
+}
+
+func (p *Plan) apply(report bool) (*os.File, string, error) {
 	if len(p.missing) > 0 && !p.spec.Degraded {
-		return fmt.Errorf("refusing to run without: %s (--allow-degraded runs anyway)", strings.Join(p.missing, "; "))
+		return nil, "", fmt.Errorf("refusing to run without: %s (--allow-degraded runs anyway)", strings.Join(p.missing, "; "))
 	}
 	runtime.LockOSThread() // never unlocked, see above
 	if p.kernel.canSetPCap {
 		if err := lockRootPrivileges(p.kernel.lastCap); err != nil {
-			return err
+			return nil, "", err
 		}
 	}
 	if err := setNoNewPrivs(); err != nil {
-		return err
+		return nil, "", err
 	}
 	if err := p.applyLandlock(); err != nil {
-		return err
+		return nil, "", err
 	}
 	if p.spec.Creds != nil {
 		if err := switchCreds(p.spec.Creds); err != nil {
-			return err
+			return nil, "", err
 		}
 	}
 	if err := clearCapabilities(); err != nil {
-		return err
+		return nil, "", err
 	}
 	if err := verifyNoPrivileges(p.kernel.lastCap, p.kernel.canSetPCap); err != nil {
-		return fmt.Errorf("verify dropped privileges: %w", err)
+		return nil, "", fmt.Errorf("verify dropped privileges: %w", err)
+	}
+	if report && p.seccompNotifyProg != nil {
+		return p.installReporting()
 	}
 	if p.seccompProg != nil {
 		if err := installSeccomp(p.seccompProg); err != nil {
-			return err
+			return nil, "", err
 		}
 	}
-	return nil
+	return nil, "", nil
+}
+
+// installReporting installs the notifying deny-list. A listener the kernel
+// refuses because an inherited filter has one (EBUSY) is a missing layer:
+// refused, or with Degraded the list that answers by itself.
+func (p *Plan) installReporting() (*os.File, string, error) {
+	l, err := installSeccompListener(p.seccompNotifyProg)
+	if err == nil {
+		return l, "", nil
+	}
+	if !errors.Is(err, unix.EBUSY) {
+		return nil, "", err
+	}
+	missing := "seccomp refusal events (" + errListenerTaken.Error() + ")"
+	if !p.spec.Degraded {
+		return nil, "", fmt.Errorf("refusing to run without: %s (--allow-degraded runs anyway)", missing)
+	}
+	if err := installSeccomp(p.seccompProg); err != nil {
+		return nil, "", err
+	}
+	return nil, missing, nil
 }

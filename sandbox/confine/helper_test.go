@@ -42,8 +42,11 @@ type helperRequest struct {
 	// SeccompOnly installs the deny-list alone (after no_new_privs), so
 	// that a refusal can only come from the filter: root keeps its
 	// capabilities.
-	SeccompOnly bool    `json:"seccomp_only,omitempty"`
-	Probes      []probe `json:"probes"`
+	SeccompOnly bool `json:"seccomp_only,omitempty"`
+	// Report confines with ApplyReporting and sends the listener over
+	// descriptor 3 (runReportingHelper).
+	Report bool    `json:"report,omitempty"`
+	Probes []probe `json:"probes"`
 }
 
 type helperReply struct {
@@ -88,6 +91,9 @@ func confineHelper(req helperRequest) error {
 	plan, err := buildPlan(req.Spec, facts)
 	if err != nil {
 		return err
+	}
+	if req.Report {
+		return applyAndSendListener(plan)
 	}
 	return plan.Apply()
 }
@@ -141,6 +147,8 @@ func runProbe(p probe) string {
 		return outcome(err)
 	case "socket", "socketpair":
 		return socketProbe(p.Op, p.Arg)
+	case "reporting-twice":
+		return reportingTwiceProbe(p.Arg == "degraded")
 	case "kill":
 		pid, _ := strconv.Atoi(p.Arg)
 		return outcome(unix.Kill(pid, 0))

@@ -12,9 +12,13 @@ import (
 type kernelFacts struct {
 	landlockABI int  // 0: no Landlock
 	seccomp     bool // seccomp filters are available
-	lastCap     int  // highest capability number this kernel knows
-	canSetPCap  bool // CAP_SETPCAP is effective: bounding set and securebits can change
-	canSetIDs   bool // CAP_SETUID and CAP_SETGID are effective
+	// seccompListener: the filter can hand its refusals to a supervisor
+	// (features.SeccompListener); seccompListenerWhy says why not.
+	seccompListener    bool
+	seccompListenerWhy string
+	lastCap            int  // highest capability number this kernel knows
+	canSetPCap         bool // CAP_SETPCAP is effective: bounding set and securebits can change
+	canSetIDs          bool // CAP_SETUID and CAP_SETGID are effective
 }
 
 // detectKernel asks package features, where every kernel probe of mcpjail
@@ -27,6 +31,11 @@ func detectKernel() (kernelFacts, error) {
 	}
 	if k.seccomp, err = features.SeccompAvailable(); err != nil {
 		return k, err
+	}
+	if k.seccomp {
+		if k.seccompListener, k.seccompListenerWhy, err = features.SeccompListener(); err != nil {
+			return k, err
+		}
 	}
 	if k.lastCap, err = features.LastCap(); err != nil {
 		return k, err

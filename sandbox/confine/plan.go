@@ -6,6 +6,8 @@
 //
 // NewPlan only computes (it changes nothing and may run in the launcher to
 // report missing kernel features); Apply changes the calling process for good.
+// ApplyReporting does the same with the seccomp deny-list's refusals handed
+// to a supervisor (sandbox/seccompnotify), so that each one is an event.
 package confine
 
 import (
@@ -76,12 +78,19 @@ type Plan struct {
 	Notes []string `json:"notes,omitempty"`
 	// Seccomp is the deny-list that will be installed (empty without seccomp).
 	Seccomp []DeniedSyscall `json:"seccomp,omitempty"`
+	// SeccompEvents says ApplyReporting hands the list's refusals to a
+	// supervisor (the kernel can).
+	SeccompEvents bool `json:"seccomp_events"`
 
 	spec    Spec
 	kernel  kernelFacts
 	missing []string
 	// seccompProg is the compiled deny-list; nil when the kernel has no seccomp.
 	seccompProg []bpf.Instruction
+	// seccompNotifyProg is the deny-list that notifies instead of answering
+	// where a refusal is reported by notification; nil when the kernel
+	// cannot hand out a listener.
+	seccompNotifyProg []bpf.Instruction
 }
 
 // NewPlan computes, without applying anything, what Apply will do on this
@@ -116,19 +125,35 @@ func buildPlan(spec Spec, k kernelFacts) (*Plan, error) {
 	if err := p.planLandlock(); err != nil {
 		return nil, err
 	}
-	prog, err := seccompProgram() // also refuses unsupported architectures
-	if err != nil {
+	if err := p.planSeccomp(); err != nil {
 		return nil, err
-	}
-	if k.seccomp {
-		p.seccompProg = prog
-		p.Seccomp = SeccompDenyList()
-	} else {
-		p.missing = append(p.missing, "seccomp filter (kernel built without CONFIG_SECCOMP_FILTER)")
 	}
 	if !k.canSetPCap {
 		p.Notes = append(p.Notes, "capability bounding set left as is: this process lacks CAP_SETPCAP (unprivileged run); "+
 			"no_new_privs keeps execve from granting anything from it")
 	}
 	return p, nil
+}
+
+func (p *Plan) planSeccomp() error {
+	prog, err := seccompProgram(false) // also refuses unsupported architectures
+	if err != nil {
+		return err
+	}
+	if !p.kernel.seccomp {
+		p.missing = append(p.missing, "seccomp filter (kernel built without CONFIG_SECCOMP_FILTER)")
+		return nil
+	}
+	p.seccompProg = prog
+	p.Seccomp = SeccompDenyList()
+	if !p.kernel.seccompListener {
+		p.missing = append(p.missing, "seccomp refusal events ("+p.kernel.seccompListenerWhy+
+			"): bpf, ptrace, mount and the rest of the deny-list are refused without an event")
+		return nil
+	}
+	if p.seccompNotifyProg, err = seccompProgram(true); err != nil {
+		return err
+	}
+	p.SeccompEvents = true
+	return nil
 }

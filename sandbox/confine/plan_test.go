@@ -13,7 +13,7 @@ import (
 )
 
 func fakeKernel(abi int) kernelFacts {
-	return kernelFacts{landlockABI: abi, seccomp: true, lastCap: 40, canSetPCap: true, canSetIDs: true}
+	return kernelFacts{landlockABI: abi, seccomp: true, seccompListener: true, lastCap: 40, canSetPCap: true, canSetIDs: true}
 }
 
 func loopback(ports ...profiles.PortRange) profiles.EgressRule {
@@ -190,6 +190,25 @@ func TestPlanRefusals(t *testing.T) {
 	}
 	if !hasEntry(p.Missing(), "seccomp") || p.seccompProg != nil {
 		t.Errorf("kernel without seccomp: Missing() = %q, program set = %v", p.Missing(), p.seccompProg != nil)
+	}
+	if p.SeccompEvents || p.seccompNotifyProg != nil {
+		t.Error("kernel without seccomp: plan has seccomp events")
+	}
+	noListener := fakeKernel(7)
+	noListener.seccompListener, noListener.seccompListenerWhy = false, "no TSYNC_ESRCH"
+	p, err = buildPlan(Spec{Policy: policy}, noListener)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !hasEntry(p.Missing(), "seccomp refusal events (no TSYNC_ESRCH)") || p.SeccompEvents || p.seccompNotifyProg != nil || p.seccompProg == nil {
+		t.Errorf("kernel without a seccomp listener: Missing() = %q, events %v, notify program %v, errno program %v",
+			p.Missing(), p.SeccompEvents, p.seccompNotifyProg != nil, p.seccompProg != nil)
+	}
+	if p, err = buildPlan(Spec{Policy: policy}, fakeKernel(7)); err != nil {
+		t.Fatal(err)
+	}
+	if !p.SeccompEvents || p.seccompNotifyProg == nil || len(p.Missing()) != 0 {
+		t.Errorf("kernel with a seccomp listener: events %v, notify program %v, missing %q", p.SeccompEvents, p.seccompNotifyProg != nil, p.Missing())
 	}
 	bad := policy
 	bad.Network.Bind = []profiles.PortRange{{Lo: 10, Hi: 9}}

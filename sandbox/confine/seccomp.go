@@ -6,7 +6,6 @@ import (
 	"runtime"
 	"slices"
 	"syscall"
-	"unsafe"
 
 	seccomp "github.com/elastic/go-seccomp-bpf"
 	"github.com/elastic/go-seccomp-bpf/arch"
@@ -24,7 +23,26 @@ type DeniedSyscall struct {
 	When   string        `json:"when,omitempty"`
 	Errno  syscall.Errno `json:"errno"`
 	Reason string        `json:"reason"`
+	// Event says how a refusal becomes an audit event.
+	Event EventSource `json:"event"`
 }
+
+// EventSource is how a refusal of the deny-list becomes an audit event.
+type EventSource string
+
+const (
+	// EventNotification: the filter returns SECCOMP_RET_USER_NOTIF and
+	// mcpjail answers with the errno and reports the call
+	// (sandbox/seccompnotify); with the filter installed by Apply, or on a
+	// kernel without notifications, the filter answers by itself, silently.
+	EventNotification EventSource = "notification"
+	// EventTracepoint: the filter answers; the eBPF layer sees the refused
+	// call at its exit (bpf/sockwatch.bpf.c) and can kill on it.
+	EventTracepoint EventSource = "tracepoint"
+	// EventNone: not reported. clone3 is tried once by every glibc program,
+	// which falls back to clone on ENOSYS: not an attempt worth an event.
+	EventNone EventSource = "none"
+)
 
 // denyRule is a DeniedSyscall with its condition for the filter compiler:
 // any one of conds (each a list of conditions that must all hold) matches.
@@ -54,7 +72,7 @@ const (
 // Built by a function so that no caller can change a shared table.
 func seccompDenyTable() []denyRule {
 	always := func(name, reason string) denyRule {
-		return denyRule{DeniedSyscall: DeniedSyscall{Name: name, Errno: unix.EPERM, Reason: reason}}
+		return denyRule{DeniedSyscall: DeniedSyscall{Name: name, Errno: unix.EPERM, Reason: reason, Event: EventNotification}}
 	}
 	mount := "changes the mount tree that Landlock's rules are made for"
 	// The families socket and socketpair may use: UNIX and IP sockets, and
@@ -93,29 +111,29 @@ func seccompDenyTable() []denyRule {
 		always("setns", "joins another process's namespaces"),
 		{
 			DeniedSyscall: DeniedSyscall{Name: "clone", When: "flags contain a CLONE_NEW* namespace flag", Errno: unix.EPERM,
-				Reason: "new namespaces: a user namespace brings capabilities back inside it"},
+				Reason: "new namespaces: a user namespace brings capabilities back inside it", Event: EventNotification},
 			// clone's flags are argument 0 on amd64 and arm64 alike.
 			conds: []seccomp.ArgumentConditions{{{Argument: 0, Operation: seccomp.BitsSet, Value: cloneNewNamespaces}}},
 		},
 		{
-			DeniedSyscall: DeniedSyscall{Name: "clone3", Errno: unix.ENOSYS,
+			DeniedSyscall: DeniedSyscall{Name: "clone3", Errno: unix.ENOSYS, Event: EventNone,
 				Reason: "its flags sit in memory seccomp cannot read; ENOSYS makes libc fall back to clone, which is checked"},
 		},
 		{
-			DeniedSyscall: DeniedSyscall{Name: "socket", When: familyWhen, Errno: unix.EPERM, Reason: familyReason},
+			DeniedSyscall: DeniedSyscall{Name: "socket", When: familyWhen, Errno: unix.EPERM, Reason: familyReason, Event: EventTracepoint},
 			conds:         lowWordNotIn(0, families...),
 		},
 		{
-			DeniedSyscall: DeniedSyscall{Name: "socketpair", When: familyWhen, Errno: unix.EPERM, Reason: familyReason},
+			DeniedSyscall: DeniedSyscall{Name: "socketpair", When: familyWhen, Errno: unix.EPERM, Reason: familyReason, Event: EventTracepoint},
 			conds:         lowWordNotIn(0, families...),
 		},
 		{
-			DeniedSyscall: DeniedSyscall{Name: "socket", When: "family is AF_NETLINK and protocol is not NETLINK_ROUTE (0)", Errno: unix.EPERM,
+			DeniedSyscall: DeniedSyscall{Name: "socket", When: "family is AF_NETLINK and protocol is not NETLINK_ROUTE (0)", Errno: unix.EPERM, Event: EventTracepoint,
 				Reason: "audit, sock_diag, uevent ... report on the whole host; listing interfaces needs only NETLINK_ROUTE"},
 			conds: allOf(lowWordEquals(0, unix.AF_NETLINK), lowWordNotIn(2, netlinkRoute)),
 		},
 		{
-			DeniedSyscall: DeniedSyscall{Name: "socket", When: "family is AF_INET or AF_INET6 and type is SOCK_RAW (3)", Errno: unix.EPERM,
+			DeniedSyscall: DeniedSyscall{Name: "socket", When: "family is AF_INET or AF_INET6 and type is SOCK_RAW (3)", Errno: unix.EPERM, Event: EventTracepoint,
 				Reason: "raw IP goes around the TCP/UDP port rules (impossible anyway without CAP_NET_RAW; refused here explicitly)"},
 			conds: []seccomp.ArgumentConditions{
 				append(lowWordEquals(0, unix.AF_INET), lowBitsEqual(1, sockTypeMask, unix.SOCK_RAW)...),
@@ -123,7 +141,7 @@ func seccompDenyTable() []denyRule {
 			},
 		},
 		{
-			DeniedSyscall: DeniedSyscall{Name: "socket", When: "protocol is IPPROTO_MPTCP (262)", Errno: unix.EPERM,
+			DeniedSyscall: DeniedSyscall{Name: "socket", When: "protocol is IPPROTO_MPTCP (262)", Errno: unix.EPERM, Event: EventTracepoint,
 				Reason: "Landlock's TCP port rules do not cover MPTCP sockets"},
 			conds: []seccomp.ArgumentConditions{lowWordEquals(2, ipprotoMPTCP)},
 		},
@@ -257,13 +275,16 @@ func nativeArch() (*arch.Info, error) {
 	return nil, fmt.Errorf("seccomp deny-list: architecture %s is not supported (amd64, arm64 are)", runtime.GOARCH)
 }
 
-// seccompProgram compiles the deny-list for the native architecture.
+// seccompProgram compiles the deny-list for the native architecture. With
+// notify, the calls reported by notification return SECCOMP_RET_USER_NOTIF
+// (the supervisor answers them with their errno); without, every call
+// returns its errno from the filter.
 //
 // The library jumps to the default action (allow) when seccomp_data.arch is
 // not the native one, which would let a 64-bit process bypass the list with
 // 32-bit compat system calls (int 0x80 on x86_64). The prologue added here
 // kills the process instead. x32 calls are refused (ENOSYS) by the library.
-func seccompProgram() ([]bpf.Instruction, error) {
+func seccompProgram(notify bool) ([]bpf.Instruction, error) {
 	native, err := nativeArch()
 	if err != nil {
 		return nil, err
@@ -271,12 +292,16 @@ func seccompProgram() ([]bpf.Instruction, error) {
 	if lib, err := arch.GetInfo(""); err != nil || lib.ID != native.ID {
 		return nil, fmt.Errorf("seccomp library architecture differs from %s: %v", native.Name, err)
 	}
+	notified := seccomp.SyscallGroup{Action: seccomp.ActionUserNotify}
 	perm := seccomp.SyscallGroup{Action: seccomp.ActionErrno | seccomp.Action(unix.EPERM)}
 	nosys := seccomp.SyscallGroup{Action: seccomp.ActionErrno | seccomp.Action(unix.ENOSYS)}
 	for _, r := range seccompDenyTable() {
 		g := &perm
-		if r.Errno == unix.ENOSYS {
+		switch {
+		case r.Errno == unix.ENOSYS:
 			g = &nosys
+		case notify && r.Event == EventNotification:
+			g = &notified
 		}
 		if len(r.conds) == 0 {
 			g.Names = append(g.Names, r.Name)
@@ -286,7 +311,7 @@ func seccompProgram() ([]bpf.Instruction, error) {
 			g.NamesWithCondtions = append(g.NamesWithCondtions, seccomp.NameWithConditions{Name: r.Name, Conditions: c})
 		}
 	}
-	policy := seccomp.Policy{DefaultAction: seccomp.ActionAllow, Syscalls: []seccomp.SyscallGroup{perm, nosys}}
+	policy := seccomp.Policy{DefaultAction: seccomp.ActionAllow, Syscalls: []seccomp.SyscallGroup{notified, perm, nosys}}
 	body, err := policy.Assemble()
 	if err != nil {
 		return nil, fmt.Errorf("compile seccomp deny-list: %w", err)
@@ -301,29 +326,4 @@ func seccompProgram() ([]bpf.Instruction, error) {
 		return nil, fmt.Errorf("seccomp deny-list compiles to %d instructions (limit %d)", len(prog), bpfMaxInstructions)
 	}
 	return prog, nil
-}
-
-// installSeccomp loads prog on every thread (TSYNC). no_new_privs must
-// already be set, which is what lets an unprivileged process do this.
-func installSeccomp(prog []bpf.Instruction) error {
-	raw, err := bpf.Assemble(prog)
-	if err != nil {
-		return fmt.Errorf("assemble seccomp filter: %w", err)
-	}
-	filter := make([]unix.SockFilter, len(raw))
-	for i, ins := range raw {
-		filter[i] = unix.SockFilter{Code: ins.Op, Jt: ins.Jt, Jf: ins.Jf, K: ins.K}
-	}
-	fprog := unix.SockFprog{Len: uint16(len(filter)), Filter: &filter[0]}
-	r, _, errno := unix.Syscall(unix.SYS_SECCOMP, unix.SECCOMP_SET_MODE_FILTER, unix.SECCOMP_FILTER_FLAG_TSYNC,
-		uintptr(unsafe.Pointer(&fprog)))
-	runtime.KeepAlive(filter)
-	if errno != 0 {
-		return fmt.Errorf("seccomp(SET_MODE_FILTER, TSYNC): %w", errno)
-	}
-	if r != 0 {
-		// With TSYNC, a positive return is the thread that could not follow.
-		return fmt.Errorf("seccomp TSYNC: thread %d could not be synchronized", r)
-	}
-	return nil
 }

@@ -42,7 +42,7 @@ func runFilter(t *testing.T, vm *bpf.VM, data []byte) uint32 {
 }
 
 func TestSeccompFilterDecisions(t *testing.T) {
-	prog, err := seccompProgram()
+	prog, err := seccompProgram(false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -134,6 +134,73 @@ func TestSeccompFilterDecisions(t *testing.T) {
 	}
 }
 
+// TestSeccompNotifyFilterDecisions: the filter ApplyReporting installs
+// hands the calls reported by notification to the supervisor and answers
+// the rest itself, exactly as the errno filter does.
+func TestSeccompNotifyFilterDecisions(t *testing.T) {
+	prog, err := seccompProgram(true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vm, err := bpf.NewVM(prog)
+	if err != nil {
+		t.Fatalf("filter does not load in the BPF VM: %v", err)
+	}
+	native, _ := nativeArch()
+	id := uint32(native.ID)
+	nr := func(name string) int { return native.SyscallNames[name] }
+	const retNotify = unix.SECCOMP_RET_USER_NOTIF
+	tests := []struct {
+		name string
+		data []byte
+		want uint32
+	}{
+		{"read is allowed", seccompData(nr("read"), id, 0, 0, 0), retAllow},
+		{"clone for a thread", seccompData(nr("clone"), id, unix.CLONE_VM|unix.CLONE_FS|unix.CLONE_FILES|unix.CLONE_SIGHAND|unix.CLONE_THREAD), retAllow},
+		{"clone with CLONE_NEWUSER", seccompData(nr("clone"), id, unix.CLONE_NEWUSER|uint64(unix.SIGCHLD)), retNotify},
+		{"clone3 still answers ENOSYS", seccompData(nr("clone3"), id), retENOSYS},
+		{"AF_PACKET socket is the eBPF layer's to report", seccompData(nr("socket"), id, unix.AF_PACKET, unix.SOCK_RAW, 0), retEPERM},
+		{"TCP socket", seccompData(nr("socket"), id, unix.AF_INET, unix.SOCK_STREAM, 0), retAllow},
+		{"foreign architecture is killed", seccompData(nr("bpf"), uint32(arch.I386.ID)), retKillProcess},
+	}
+	if runtime.GOARCH == "amd64" {
+		tests = append(tests, struct {
+			name string
+			data []byte
+			want uint32
+		}{"x32 bpf", seccompData(nr("bpf")|0x40000000, id), retENOSYS})
+	}
+	for _, tt := range tests {
+		if got := runFilter(t, vm, tt.data); got != tt.want {
+			t.Errorf("%s: filter returns %#x, want %#x", tt.name, got, tt.want)
+		}
+	}
+	notified, err := NotifiedSyscalls()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range seccompDenyTable() {
+		if len(r.conds) > 0 {
+			continue
+		}
+		want := unix.SECCOMP_RET_ERRNO | uint32(r.Errno)
+		if r.Event == EventNotification {
+			want = retNotify
+			if d, ok := notified[nr(r.Name)]; !ok || d.Name != r.Name || d.Errno != r.Errno {
+				t.Errorf("%s: NotifiedSyscalls has %+v for its number", r.Name, d)
+			}
+		}
+		if got := runFilter(t, vm, seccompData(nr(r.Name), id)); got != want {
+			t.Errorf("%s: filter returns %#x, want %#x", r.Name, got, want)
+		}
+	}
+	for n, d := range notified {
+		if d.Event != EventNotification || nr(d.Name) != n || d.Errno != unix.EPERM {
+			t.Errorf("NotifiedSyscalls()[%d] = %+v", n, d)
+		}
+	}
+}
+
 func TestSeccompDenyList(t *testing.T) {
 	list := SeccompDenyList()
 	seen := map[string]int{}
@@ -153,6 +220,18 @@ func TestSeccompDenyList(t *testing.T) {
 			if _, ok := a.SyscallNames[d.Name]; !ok {
 				t.Errorf("%s does not exist on %s", d.Name, a.Name)
 			}
+		}
+	}
+	for _, d := range list {
+		want := EventNotification
+		switch d.Name {
+		case "socket", "socketpair":
+			want = EventTracepoint // bpf/sockwatch.bpf.c
+		case "clone3":
+			want = EventNone
+		}
+		if d.Event != want {
+			t.Errorf("%s (%q) is reported by %q, want %q", d.Name, d.When, d.Event, want)
 		}
 	}
 	for name, n := range seen {

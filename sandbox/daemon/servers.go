@@ -33,7 +33,7 @@ type DeclaredServer struct {
 	Restart Restart  `yaml:"restart"`
 	// AllowDegraded runs it with the layers this host has, as --allow-degraded.
 	AllowDegraded bool `yaml:"allow_degraded"`
-	file    string
+	file          string
 }
 
 // Restart says when a declared server is started again.

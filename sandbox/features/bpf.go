@@ -26,6 +26,8 @@ const (
 	ProbeTracepoint  = "tracepoint/syscalls/sys_enter_openat"
 	ProbeTPBTF       = "tp_btf/sched_process_exec"
 	ProbeLSM         = "lsm/file_open"
+	ProbeLSMExec     = "lsm/bprm_check_security"
+	ProbeLSMConnect  = "lsm/socket_connect"
 	ProbeFentry      = "fentry/bpf_fentry_test1"
 	ProbeRingBuf     = "map/ringbuf"
 	ProbeSendSignal  = "helper/bpf_send_signal"
@@ -54,6 +56,10 @@ func EnforcementProbes() []string {
 		ProbeTracepoint, ProbeRingBuf, ProbeSendSignal,
 	}
 }
+
+// LSMProbes are the hooks of the optional BPF-LSM deny layer (bpf/lsm.bpf.c):
+// where all of them load and attach, the layer is active.
+func LSMProbes() []string { return []string{ProbeLSMExec, ProbeLSM, ProbeLSMConnect} }
 
 // ProbeResult is the outcome of one BPF probe.
 type ProbeResult struct {
@@ -172,16 +178,10 @@ func programProbes(cgroupDir, cgroupErr string, traceFS bool) []programProbe {
 				return l, "", err
 			},
 		},
-		{
-			// Returning 0 allows every open while the probe is attached.
-			name: ProbeLSM,
-			spec: ebpf.ProgramSpec{Type: ebpf.LSM, AttachType: ebpf.AttachLSMMac,
-				AttachTo: "file_open", Instructions: zero},
-			attach: func(prog *ebpf.Program) (link.Link, string, error) {
-				l, err := link.AttachLSM(link.LSMOptions{Program: prog})
-				return l, "", err
-			},
-		},
+		// Returning 0 allows everything while a probe is attached.
+		lsmProbe(ProbeLSMExec, "bprm_check_security", zero),
+		lsmProbe(ProbeLSM, "file_open", zero),
+		lsmProbe(ProbeLSMConnect, "socket_connect", zero),
 		{
 			// bpf_fentry_test1 exists for BPF self-tests: nothing calls it in
 			// normal operation, so attaching there disturbs nothing.
@@ -192,6 +192,18 @@ func programProbes(cgroupDir, cgroupErr string, traceFS bool) []programProbe {
 				l, err := link.AttachTracing(link.TracingOptions{Program: prog, AttachType: ebpf.AttachTraceFEntry})
 				return l, "", err
 			},
+		},
+	}
+}
+
+// lsmProbe loads and attaches a BPF LSM program on hook.
+func lsmProbe(name, hook string, insns asm.Instructions) programProbe {
+	return programProbe{
+		name: name,
+		spec: ebpf.ProgramSpec{Type: ebpf.LSM, AttachType: ebpf.AttachLSMMac, AttachTo: hook, Instructions: insns},
+		attach: func(prog *ebpf.Program) (link.Link, string, error) {
+			l, err := link.AttachLSM(link.LSMOptions{Program: prog})
+			return l, "", err
 		},
 	}
 }

@@ -2,6 +2,7 @@ package features
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"runtime"
 	"strings"
@@ -113,4 +114,29 @@ func statusField(status, name string) string {
 		}
 	}
 	return ""
+}
+
+// TestKernelSeccompListener: kernels from 5.7 on hand out a listener with
+// TSYNC; the probe must say so here and must install nothing.
+func TestKernelSeccompListener(t *testing.T) {
+	modeBefore, errBefore := unix.PrctlRetInt(unix.PR_GET_SECCOMP, 0, 0, 0, 0)
+	ok, why, err := SeccompListener()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var uts unix.Utsname
+	if err := unix.Uname(&uts); err != nil {
+		t.Fatal(err)
+	}
+	var major, minor int
+	fmt.Sscanf(unix.ByteSliceToString(uts.Release[:]), "%d.%d", &major, &minor)
+	if recent := major > 5 || major == 5 && minor >= 7; recent && !ok {
+		t.Errorf("Linux %d.%d: probe says no seccomp listener: %s", major, minor, why)
+	}
+	if ok != (why == "") {
+		t.Errorf("probe says available %v with reason %q", ok, why)
+	}
+	if mode, err := unix.PrctlRetInt(unix.PR_GET_SECCOMP, 0, 0, 0, 0); mode != modeBefore || !errors.Is(err, errBefore) {
+		t.Errorf("seccomp mode %d (%v) after the probe, %d (%v) before", mode, err, modeBefore, errBefore)
+	}
 }
