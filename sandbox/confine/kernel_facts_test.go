@@ -46,7 +46,7 @@ func TestDetectKernelOnHost(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := kernelFacts{landlockABI: 7, seccomp: true, lastCap: 40, canSetPCap: true, canSetIDs: true}
+	want := kernelFacts{landlockABI: 7, seccomp: true, seccompListener: true, lastCap: 40, canSetPCap: true, canSetIDs: true}
 	if got != want {
 		t.Errorf("detectKernel() = %+v, want %+v", got, want)
 	}
