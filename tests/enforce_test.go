@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
@@ -17,9 +19,18 @@ import (
 // end with 137.
 func callAndWaitForDeath(t *testing.T, h *hostileJail, tool string, args map[string]any) {
 	t.Helper()
+	pid := h.serverPID(t)
 	ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
 	defer cancel()
 	_, _ = h.CallTool(ctx, &mcp.CallToolParams{Name: tool, Arguments: args})
+	// The kernel kills the offending task at once; the rest of the server is
+	// killed by mcpjail when the event reaches it, which on a slow machine
+	// (the TCG guest) can come after the call returned. Closing stdin before
+	// that would let the server exit on its own.
+	deadline := time.Now().Add(callTimeout)
+	for syscall.Kill(pid, 0) == nil && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
 	if code := h.close(t); code != 137 {
 		t.Errorf("exit status %d, want 137 (killed)\nstderr:\n%s", code, h.stderr.String())
 	}

@@ -85,8 +85,13 @@ func TestSeccompRefusalFloodIsFolded(t *testing.T) {
 		records++
 		total += max(e.Count, 1)
 	}
-	if want := floodCalls + floodCalls/10; total != want {
-		t.Errorf("events count %d refused calls, want %d:\n%s", total, want, formatEvents(out.events))
+	// Every call is reported. A call can be reported twice: when a signal
+	// (Go's preemption) interrupts the caller just as mcpjail answers, older
+	// kernels (seen on 6.1) drop the answer and restart the call, which then
+	// arrives as a new notification. Those repeats stay a small fraction.
+	want := floodCalls + floodCalls/10
+	if total < want || total > want+want/100 {
+		t.Errorf("events count %d refused calls, want %d (at most 1%% more: restarted calls):\n%s", total, want, formatEvents(out.events))
 	}
 	// The first of a window is written at once, its repeats as one record when it closes.
 	if most := 2 * (int(wall/time.Second) + 1); records > most {
