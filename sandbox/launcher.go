@@ -45,6 +45,9 @@ type prepared struct {
 	missing  []string // layers this kernel or privilege level lacks
 	events   *audit.Log
 	network  *bpf.Loader // the eBPF layer; nil when missing
+	// sharedPIDNS: a run through the daemon goes on in the host's PID
+	// namespace (no user namespace here, --allow-degraded).
+	sharedPIDNS bool
 }
 
 // Run runs one server in a jail and returns its exit code (the server's own,

@@ -18,21 +18,10 @@ import (
 // answers the deny-list's refusals and reports them: it is the one process
 // outside the jail that both runs as long as the server and writes the
 // run's audit log (for a run through the daemon, the user's `mcpjail run`).
-func seccompChannel(root bool) (ours, theirs *os.File, err error) {
+func seccompChannel() (ours, theirs *os.File, err error) {
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return nil, nil, fmt.Errorf("seccomp listener socket: %w", err)
-	}
-	if !root {
-		// The server may run as this process's uid with this process's
-		// (empty) capabilities; not dumpable, it cannot take the listener
-		// with pidfd_getfd(2) or ptrace where Landlock does not stop it
-		// (and answer its own calls with "continue").
-		if err := unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0); err != nil {
-			unix.Close(fds[0])
-			unix.Close(fds[1])
-			return nil, nil, fmt.Errorf("make mcpjail not dumpable: %w", err)
-		}
 	}
 	return os.NewFile(uintptr(fds[0]), "seccomp-channel"), os.NewFile(uintptr(fds[1]), "seccomp-channel-init"), nil
 }
@@ -91,4 +80,21 @@ func seccompRules() (map[int]seccompnotify.Rule, error) {
 		rules[nr] = seccompnotify.Rule{Name: d.Name, Errno: d.Errno, Reason: d.Reason}
 	}
 	return rules, nil
+}
+
+// guardListener makes an unprivileged launcher non-dumpable once the init
+// step is started: the server may run as this process's uid with its
+// (empty) capabilities, and must not take the listener with pidfd_getfd(2)
+// or ptrace where Landlock does not stop it (and answer its own calls with
+// "continue"). Not before the start: a non-dumpable parent's child gets
+// root-owned /proc files, and the user namespace's uid_map could not be
+// written.
+func guardListener(root bool) error {
+	if root {
+		return nil
+	}
+	if err := unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0); err != nil {
+		return fmt.Errorf("make mcpjail not dumpable: %w", err)
+	}
+	return nil
 }

@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/mcpjail/mcpjail/sandbox/audit"
 	"github.com/mcpjail/mcpjail/sandbox/cgroup"
 )
@@ -57,10 +59,6 @@ func (p *prepared) launch(ctx context.Context) (int, error) {
 		waitRemote = p.forwardRemoteEvents()
 		defer p.opts.Remote.Close()
 	}
-	if p.opts.Remote != nil && !root {
-		p.events.Emit(audit.Event{Kind: audit.KindDegraded, Verdict: audit.VerdictAudit, Layer: audit.LayerMcpjail,
-			Reason: "running without a PID namespace: an unprivileged run through the daemon shares the host's (Landlock scopes its signals where the kernel has ABI 6)"})
-	}
 	code, err := p.runInit(ctx, grp, root)
 	if err != nil {
 		return 0, err
@@ -88,15 +86,33 @@ func (p *prepared) runInit(ctx context.Context, grp *cgroup.Group, root bool) (i
 		code int
 		err  error
 	}
-	done := make(chan result, 1)
-	go func() {
-		runtime.LockOSThread() // never unlocked: the thread dies with the goroutine
-		code, err := p.startAndWait(ctx, grp, root)
-		done <- result{code, err}
-	}()
-	r := <-done
+	start := func() result {
+		done := make(chan result, 1)
+		go func() {
+			runtime.LockOSThread() // never unlocked: the thread dies with the goroutine
+			code, err := p.startAndWait(ctx, grp, root)
+			done <- result{code, err}
+		}()
+		return <-done
+	}
+	r := start()
+	var nsErr *userNSError
+	if errors.As(r.err, &nsErr) {
+		if !p.opts.AllowDegraded {
+			return 0, p.refuse(fmt.Errorf("pid namespace: cannot create a user namespace for it: %w (use --allow-degraded to run without it)", nsErr.err))
+		}
+		p.events.Emit(audit.Event{Kind: audit.KindDegraded, Verdict: audit.VerdictAudit, Layer: audit.LayerMcpjail,
+			Reason: fmt.Sprintf("running without a PID namespace: cannot create a user namespace for it (%v); Landlock scopes signals where the kernel has ABI 6", nsErr.err)})
+		p.sharedPIDNS = true
+		r = start()
+	}
 	return r.code, r.err
 }
+
+// userNSError is a failed start of the init step in a new user namespace.
+type userNSError struct{ err error }
+
+func (e *userNSError) Error() string { return "start init step in a user namespace: " + e.err.Error() }
 
 func (p *prepared) startAndWait(ctx context.Context, grp *cgroup.Group, root bool) (int, error) {
 	self, err := os.Executable()
@@ -114,7 +130,7 @@ func (p *prepared) startAndWait(ctx context.Context, grp *cgroup.Group, root boo
 		return 0, p.refuse(fmt.Errorf("lifeline pipe: %w", err))
 	}
 	defer lifeW.Close()
-	seccompConn, seccompInit, err := seccompChannel(root)
+	seccompConn, seccompInit, err := seccompChannel()
 	if err != nil {
 		specR.Close()
 		specW.Close()
@@ -126,9 +142,26 @@ func (p *prepared) startAndWait(ctx context.Context, grp *cgroup.Group, root boo
 	cmd.ExtraFiles = []*os.File{specR, lifeR, seccompInit} // fds 3, 4 and 5
 	cmd.Env = []string{}                                   // nothing of mcpjail's environment reaches init
 	attr := &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if root {
+	supervise := root
+	switch {
+	case root:
 		// A new mount namespace too, so init can mount the PID namespace's own /proc.
 		attr.Cloneflags = syscall.CLONE_NEWPID | syscall.CLONE_NEWNS
+	case p.opts.Remote != nil && !p.sharedPIDNS:
+		// Unprivileged through the daemon: the PID namespace lives in a user
+		// namespace that maps only the caller's own uid and gid, so nothing
+		// in it is more than the user; init drops that namespace's
+		// capabilities and seccomp refuses the server further namespaces.
+		attr.Cloneflags = syscall.CLONE_NEWUSER | syscall.CLONE_NEWPID | syscall.CLONE_NEWNS
+		attr.UidMappings = []syscall.SysProcIDMap{{ContainerID: os.Getuid(), HostID: os.Getuid(), Size: 1}}
+		attr.GidMappings = []syscall.SysProcIDMap{{ContainerID: os.Getgid(), HostID: os.Getgid(), Size: 1}}
+		attr.GidMappingsEnableSetgroups = false
+		// Init runs as the user, whose exec would clear the namespace's
+		// capabilities: keep the three it needs as ambient ones (mount its
+		// /proc, shrink the bounding set, signal the server); it drops them
+		// itself before the server runs.
+		attr.AmbientCaps = []uintptr{unix.CAP_SYS_ADMIN, unix.CAP_SETPCAP, unix.CAP_KILL}
+		supervise = true
 	}
 	if grp != nil && grp.V2Path() != "" {
 		// CLONE_INTO_CGROUP: the child is born in the jail's v2 cgroup.
@@ -154,7 +187,19 @@ func (p *prepared) startAndWait(ctx context.Context, grp *cgroup.Group, root boo
 	if err != nil {
 		specW.Close()
 		seccompConn.Close()
+		if attr.Cloneflags&syscall.CLONE_NEWUSER != 0 {
+			// Unprivileged user namespaces can be off (a sysctl, an LSM):
+			// runInit decides whether to go on without the PID namespace.
+			return 0, &userNSError{err}
+		}
 		return 0, p.refuse(fmt.Errorf("start init step: %w", err))
+	}
+	if err := guardListener(root); err != nil {
+		specW.Close()
+		seccompConn.Close()
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		return 0, p.refuse(err)
 	}
 	// Stopped once init is gone: answers what is pending, before the exit event.
 	defer p.watchSeccomp(seccompConn)()
@@ -169,7 +214,7 @@ func (p *prepared) startAndWait(ctx context.Context, grp *cgroup.Group, root boo
 			return 0, p.refuse(err)
 		}
 	}
-	spec := &initSpec{Confine: p.confineSpec(), Path: p.exe, Argv: p.opts.Argv, Env: p.env, Dir: p.opts.Workdir, Supervise: root}
+	spec := &initSpec{Confine: p.confineSpec(), Path: p.exe, Argv: p.opts.Argv, Env: p.env, Dir: p.opts.Workdir, Supervise: supervise}
 	if grp != nil {
 		if err := grp.Add(pid); err != nil {
 			specW.Close()

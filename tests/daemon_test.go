@@ -1,10 +1,12 @@
 package tests
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -30,6 +32,25 @@ func TestDaemonGivesUnprivilegedRunsTheWholeJail(t *testing.T) {
 	ok := deny.run(t, nil, suite.hostile, "attempt", "tcp_connect", fmt.Sprintf("127.0.0.1:%d", allowed.port()))
 	if r := decodeAttempt(t, ok.stdout); ok.code != 0 || !r.OK {
 		t.Fatalf("allowed connect through the daemon: exit %d ok=%v errno=%q\nstderr:\n%s", ok.code, r.OK, r.Errno, ok.stderr)
+	}
+
+	// Its own PID namespace, as a root run has: inside a user namespace that
+	// maps only uid 65534.
+	self := deny.run(t, nil, suite.hostile, "attempt", "self")
+	var ns struct {
+		PIDNS string `json:"pid_ns"`
+		UID   [3]int `json:"uid"`
+	}
+	if err := json.Unmarshal(decodeAttempt(t, self.stdout).Data, &ns); err != nil {
+		t.Fatalf("decode self: %v\n%s", err, self.stdout)
+	}
+	if mine, _ := os.Readlink("/proc/self/ns/pid"); ns.PIDNS == "" || ns.PIDNS == mine || ns.UID != [3]int{65534, 65534, 65534} {
+		t.Errorf("server: PID namespace %q (the test's is %q), uids %v: want its own PID namespace, as uid 65534", ns.PIDNS, mine, ns.UID)
+	}
+	if findEvent(self.events, func(e audit.Event) bool {
+		return e.Kind == audit.KindDegraded && strings.Contains(e.Reason, "PID namespace")
+	}) {
+		t.Errorf("the run went without a PID namespace:\n%s", formatEvents(self.events))
 	}
 
 	target := fmt.Sprintf("127.0.0.2:%d/tcp", denied.port())
