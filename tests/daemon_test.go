@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -96,8 +97,17 @@ func TestDaemonGivesUnprivilegedRunsTheWholeJail(t *testing.T) {
 	}) {
 		t.Errorf("metrics show no denied connect:\n%s", scrape)
 	}
-	if st, err := d.status(); err != nil || len(st.Jails) != 0 {
-		t.Errorf("after the runs the daemon still holds jails: %+v (%v)", st, err)
+	st, err := d.status()
+	if err != nil || len(st.Jails) != 0 {
+		t.Fatalf("after the runs the daemon still holds jails: %+v (%v)", st, err)
+	}
+	// status says which layers are active, as doctor's probes do.
+	wantLSM := "BPF-LSM layer unavailable"
+	if lsmActive() {
+		wantLSM = "BPF-LSM deny layer: active"
+	}
+	if !slices.ContainsFunc(st.Layers, func(l string) bool { return strings.HasPrefix(l, wantLSM) }) {
+		t.Errorf("status layers %q do not say %q", st.Layers, wantLSM)
 	}
 }
 

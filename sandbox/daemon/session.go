@@ -249,7 +249,16 @@ func (d *Daemon) status() *Status {
 }
 
 func (d *Daemon) layers() []string {
-	return []string{"cgroups (" + string(cgroup.DetectMode()) + ")", "eBPF (pinned at " + d.cfg.PinDir + ")"}
+	out := []string{"cgroups (" + string(cgroup.DetectMode()) + ")", "eBPF (pinned at " + d.cfg.PinDir + ")"}
+	if err := d.loader.LSM(); err != nil {
+		out = append(out, err.Error())
+	} else {
+		out = append(out, "BPF-LSM deny layer: active")
+	}
+	for _, m := range d.loader.Missing() {
+		out = append(out, "missing: "+m)
+	}
+	return out
 }
 
 func closeFiles(fs []*os.File) {
