@@ -53,6 +53,11 @@ func decodeWatch(e *Event, kind uint16, b []byte) error {
 	if ret < 0 {
 		e.Errno = syscall.Errno(-int64(ret))
 	}
+	if (kind == eventExec || kind == eventOpen) && e.Errno == syscall.EPERM {
+		// Landlock refuses opens and execs with EACCES; an EPERM came from
+		// elsewhere (the BPF-LSM hook, a file attribute).
+		e.Layer = audit.LayerKernel
+	}
 	switch kind {
 	case eventExec:
 		decodeExec(e, body)

@@ -98,7 +98,7 @@ func TestDecodeWatchRecords(t *testing.T) {
 		{"refused exec without its path", execRecord(t, verdictDeny, actionNone, -int32(unix.EPERM), "", "", 0, false),
 			with(func(e *Event) {
 				e.Kind, e.Target, e.Verdict = audit.KindExec, "(path unavailable)", audit.VerdictDeny
-				e.Layer, e.Errno = audit.LayerLandlock, unix.EPERM
+				e.Layer, e.Errno = audit.LayerKernel, unix.EPERM // Landlock says EACCES
 				e.Reason = "execve refused with EPERM: not allowed by filesystem.exec, or not executable"
 			})},
 		{"refused open", openRec,

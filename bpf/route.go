@@ -4,6 +4,8 @@ import (
 	"errors"
 
 	"github.com/cilium/ebpf/ringbuf"
+
+	"github.com/mcpjail/mcpjail/sandbox/audit"
 )
 
 // route is where the reader delivers one jail's events.
@@ -173,6 +175,9 @@ func (l *Loader) readEvents() {
 			l.logger.Error("undecodable eBPF event", "err", err, "bytes", len(rec.RawSample))
 			continue
 		}
+		if l.reportedByLSM(ev) {
+			continue
+		}
 		select {
 		case l.destination(ev.CgroupID) <- ev:
 		case <-l.stop:
@@ -190,4 +195,13 @@ func (l *Loader) readEvents() {
 func (j *Jail) Events() <-chan Event {
 	j.loader.claim(j.route)
 	return j.route.ch
+}
+
+// reportedByLSM says whether ev, an EPERM open or exec seen at sys_exit, is
+// the BPF-LSM hook's own refusal, which that hook already reported with the
+// resolved path. One that killed is kept: its kill must be explained, and
+// user space kills the rest of the jail on it.
+func (l *Loader) reportedByLSM(ev Event) bool {
+	return ev.Layer == audit.LayerKernel && (ev.Kind == audit.KindExec || ev.Kind == audit.KindOpen) &&
+		ev.Action != audit.ActionKill && l.LSM() == nil
 }

@@ -155,6 +155,12 @@ on_violation: {exec: deny}
 	if got := lsmEvent(events, audit.KindExec, bound); got != active {
 		t.Errorf("a bpf-lsm exec event for %s: %v, want %v\n%s", bound, got, active, formatEvents(events))
 	}
+	// Reported once, by the hook: the exit tracepoint sees the same EPERM.
+	if findEvent(events, func(e audit.Event) bool {
+		return e.Kind == audit.KindExec && e.Verdict == audit.VerdictDeny && e.Layer != audit.LayerBPFLSM && strings.HasSuffix(e.Target, "/tool") && strings.Contains(e.Reason, "EPERM")
+	}) {
+		t.Errorf("the LSM's refusal was reported twice:\n%s", formatEvents(events))
+	}
 }
 
 // TestLSMRefusesConnect: a connect outside network.egress is refused on

@@ -61,6 +61,10 @@ const (
 	LayerSeccomp  Layer = "seccomp"
 	// LayerBPFLSM is the BPF-LSM deny layer (bpf/lsm.bpf.c), where the kernel runs it.
 	LayerBPFLSM Layer = "bpf-lsm"
+	// LayerKernel is a refusal none of mcpjail's layers is known to have
+	// made (an EPERM open or exec: Landlock refuses with EACCES), seen by
+	// the watching programs.
+	LayerKernel Layer = "kernel"
 	// LayerMcpjail is mcpjail's own user-space checks (integrity pins, layer checks).
 	LayerMcpjail Layer = "mcpjail"
 )

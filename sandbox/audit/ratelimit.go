@@ -29,7 +29,7 @@ type pendingRepeat struct {
 
 // foldable events are those a misbehaving server can produce at will.
 func foldable(e Event) bool {
-	return e.Layer == LayerBPF || e.Layer == LayerLandlock || e.Layer == LayerSeccomp || e.Layer == LayerBPFLSM
+	return e.Layer == LayerBPF || e.Layer == LayerLandlock || e.Layer == LayerSeccomp || e.Layer == LayerBPFLSM || e.Layer == LayerKernel
 }
 
 // fold reports whether e repeats an event written within the window; if so

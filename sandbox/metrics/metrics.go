@@ -209,7 +209,7 @@ func verdictLabel(v audit.Verdict) string {
 
 func layerLabel(l audit.Layer) string {
 	switch l {
-	case audit.LayerLandlock, audit.LayerBPF, audit.LayerCgroup, audit.LayerSeccomp, audit.LayerMcpjail:
+	case audit.LayerLandlock, audit.LayerBPF, audit.LayerCgroup, audit.LayerSeccomp, audit.LayerMcpjail, audit.LayerBPFLSM, audit.LayerKernel:
 		return string(l)
 	}
 	return labelOther
