@@ -223,3 +223,40 @@ filesystem:
 		t.Errorf("no refuse event naming bpf-lsm:\n%s", formatEvents(out.events))
 	}
 }
+
+// TestLSMKillsOnDeniedFileThroughABind: with file: kill, an open of a denied
+// file through a bind is refused by the LSM hook, which kills, and the whole
+// server ends (137) with a bpf-lsm event that says so. Without the LSM the
+// read succeeds (Landlock follows the path used) and nothing is killed.
+func TestLSMKillsOnDeniedFileThroughABind(t *testing.T) {
+	requireRoot(t)
+	w := t.TempDir()
+	writeFile(t, w, "secret/key", "PRIVATE KEY\n", 0o600)
+	mirror := filepath.Join(w, "public", "mirror")
+	if err := os.MkdirAll(mirror, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	bindMount(t, filepath.Join(w, "secret"), mirror)
+	h := startHostile(t, w, `
+filesystem:
+  read: ["${WORKDIR}/public"]
+  exec: ["${HOSTILE}"]
+  deny: ["${WORKDIR}/secret"]
+on_violation: {file: kill}
+`)
+	through := filepath.Join(mirror, "key")
+	if !lsmActive() {
+		expectAllowed(t, h.attempt(t, "read_file", map[string]any{"path": through}))
+		if code := h.close(t); code != 0 {
+			t.Errorf("exit status %d without the LSM, want 0\nstderr:\n%s", code, h.stderr.String())
+		}
+		return
+	}
+	callAndWaitForDeath(t, h, "read_file", map[string]any{"path": through})
+	events := readEvents(t, h.auditLog)
+	if !findEvent(events, func(e audit.Event) bool {
+		return e.Kind == audit.KindOpen && e.Layer == audit.LayerBPFLSM && e.Target == through && e.Action == audit.ActionKill
+	}) {
+		t.Errorf("no bpf-lsm open event with action kill for %s:\n%s", through, formatEvents(events))
+	}
+}
