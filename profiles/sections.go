@@ -126,7 +126,9 @@ func (l *loader) egressRule(n *yaml.Node) (EgressRule, bool) {
 		name, _ := l.str(host, "network.egress host")
 		l.at(nodePos(host), "hostname rules (host: %q) are not supported yet: DNS support arrives in a later release; use cidr with the service's published address ranges", name)
 	case cidr == nil:
-		if n.Kind == yaml.MappingNode {
+		// An empty item ("- " alone) is a rule with nothing in it, not a
+		// rule for no address: it must not compile to a zero prefix.
+		if n.Kind == yaml.MappingNode || isNull(n) {
 			l.at(nodePos(n), "network.egress rule needs a cidr")
 		}
 	default:
