@@ -277,3 +277,32 @@ network:
 	h.close(t)
 	waitFor(t, "the series to go with the jail", func() bool { _, ok := series(); return !ok })
 }
+
+// TestDaemonShowsUsersOnlyTheirOwnJails: a user's `mcpjail events` and
+// `status` show their own jails only (paths, argv and addresses are theirs);
+// root sees every jail, a root run through the daemon included.
+func TestDaemonShowsUsersOnlyTheirOwnJails(t *testing.T) {
+	allowed := listenLoopback(t)
+	d := startDaemon(t, allowed.port(), "", nil)
+	workdir := nobodyDir(t)
+	spec := d.nobody("e2e-deny", workdir)
+	spec.name = "nobodys-own"
+	if out := spec.run(t, nil, suite.hostile, "attempt", "read_file", "/etc/passwd"); out.code != 0 {
+		t.Fatalf("nobody's run: exit %d\n%s", out.code, out.stderr)
+	}
+	root := jailSpec{profile: "e2e-deny", workdir: workdir, name: "roots-own", extra: []string{"--daemon", "always", "--socket", d.socket}}
+	if out := root.run(t, nil, suite.hostile, "attempt", "read_file", "/etc/passwd"); out.code != 0 {
+		t.Fatalf("root's run through the daemon: exit %d\n%s", out.code, out.stderr)
+	}
+	asNobody := exec.Command(setprivPath, "--reuid=65534", "--regid=65534", "--clear-groups", suite.mcpjail, "events", "--json", "--socket", d.socket)
+	seen, err := asNobody.Output()
+	if err != nil {
+		t.Fatalf("mcpjail events as nobody: %v", err)
+	}
+	if !strings.Contains(string(seen), `"name":"nobodys-own"`) || strings.Contains(string(seen), `"name":"roots-own"`) {
+		t.Errorf("nobody's events should hold its own jail and not root's:\n%s", seen)
+	}
+	if all := d.events(t); !strings.Contains(all, `"name":"nobodys-own"`) || !strings.Contains(all, `"name":"roots-own"`) {
+		t.Errorf("root's events should hold both jails:\n%s", all)
+	}
+}

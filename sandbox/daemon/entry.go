@@ -32,7 +32,7 @@ func (d *Daemon) newEventLog(e *entry, server audit.Server, extra ...func(audit.
 		if ev.Kind == audit.KindKill {
 			e.kills.Add(1)
 		}
-		d.hub.publish(ev)
+		d.hub.publish(ev, e.rec.UID)
 	})
 	for _, f := range extra {
 		log.AddSink(f)

@@ -25,14 +25,34 @@ type hub struct {
 	log     *slog.Logger
 
 	mu      sync.Mutex
-	backlog []audit.Event // ring, oldest first once full
+	backlog []ownedEvent // ring, oldest first once full
 	next    int
 	subs    map[*subscriber]struct{}
 }
 
-type subscriber struct {
+// ownedEvent is an event with the uid of the user whose jail it is about;
+// hostOwned for the daemon's own and unknown cgroups' events.
+type ownedEvent struct {
+	audit.Event
+	uid int
+}
+
+const hostOwned = -1
+
+// view is what one reader may see: a user sees only their own jails'
+// events (paths, argv and addresses are theirs), root sees everything.
+type view struct {
 	server string // "" for all
-	ch     chan audit.Event
+	uid    int    // hostOwned: every event (root)
+}
+
+func (v view) sees(e ownedEvent) bool {
+	return (v.server == "" || v.server == e.Server.Name) && (v.uid == hostOwned || v.uid == e.uid)
+}
+
+type subscriber struct {
+	view
+	ch chan audit.Event
 	// overflowed is closed when the follower fell too far behind.
 	overflowed chan struct{}
 	once       sync.Once
@@ -44,7 +64,7 @@ func newHub(w EventWriter, m MetricsSink, log *slog.Logger) *hub {
 
 // publish records one event everywhere. A failed audit write is logged:
 // the event still reaches the backlog, the followers and the journal.
-func (h *hub) publish(e audit.Event) {
+func (h *hub) publish(e audit.Event, uid int) {
 	if h.audit != nil {
 		if err := h.audit.WriteEvent(e); err != nil {
 			h.log.Error("audit log write failed", "err", err, "event", e.Line())
@@ -55,14 +75,15 @@ func (h *hub) publish(e audit.Event) {
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	oe := ownedEvent{e, uid}
 	if len(h.backlog) < backlogSize {
-		h.backlog = append(h.backlog, e)
+		h.backlog = append(h.backlog, oe)
 	} else {
-		h.backlog[h.next] = e
+		h.backlog[h.next] = oe
 		h.next = (h.next + 1) % backlogSize
 	}
 	for s := range h.subs {
-		if s.server != "" && s.server != e.Server.Name {
+		if !s.sees(oe) {
 			continue
 		}
 		select {
@@ -73,19 +94,13 @@ func (h *hub) publish(e audit.Event) {
 	}
 }
 
-// recent returns the backlog for server ("" for all), oldest first.
-func (h *hub) recent(server string) []audit.Event {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return h.recentLocked(server)
-}
-
-func (h *hub) recentLocked(server string) []audit.Event {
+// recentLocked returns the backlog v sees, oldest first; h.mu is held.
+func (h *hub) recentLocked(v view) []audit.Event {
 	out := make([]audit.Event, 0, len(h.backlog))
 	for i := range h.backlog {
 		e := h.backlog[(h.next+i)%len(h.backlog)]
-		if server == "" || e.Server.Name == server {
-			out = append(out, e)
+		if v.sees(e) {
+			out = append(out, e.Event)
 		}
 	}
 	return out
@@ -93,12 +108,12 @@ func (h *hub) recentLocked(server string) []audit.Event {
 
 // subscribe returns the backlog and a follower registered atomically with
 // it, so that no event falls between the two.
-func (h *hub) subscribe(server string) ([]audit.Event, *subscriber) {
-	s := &subscriber{server: server, ch: make(chan audit.Event, subscriberQueue), overflowed: make(chan struct{})}
+func (h *hub) subscribe(v view) ([]audit.Event, *subscriber) {
+	s := &subscriber{view: v, ch: make(chan audit.Event, subscriberQueue), overflowed: make(chan struct{})}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.subs[s] = struct{}{}
-	return h.recentLocked(server), s
+	return h.recentLocked(v), s
 }
 
 func (h *hub) unsubscribe(s *subscriber) {
@@ -113,6 +128,6 @@ func (h *hub) forwardUnrouted(events <-chan bpf.Event) {
 	for ev := range events {
 		e := ev.Audit(time.Now())
 		e.Server = audit.Server{Name: "unknown", Instance: fmt.Sprintf("cgroup-%d", ev.CgroupID)}
-		h.publish(e)
+		h.publish(e, hostOwned)
 	}
 }

@@ -131,7 +131,7 @@ func (d *Daemon) supervise(ctx context.Context, s *DeclaredServer) {
 	backoff := s.Restart.BackoffInitial
 	emit := func(kind audit.Kind, verdict audit.Verdict, reason string) {
 		d.hub.publish(audit.Event{Time: time.Now(), Server: audit.Server{Name: s.Name, Instance: "declared"},
-			Kind: kind, Verdict: verdict, Layer: audit.LayerMcpjail, Action: audit.ActionNone, Reason: reason})
+			Kind: kind, Verdict: verdict, Layer: audit.LayerMcpjail, Action: audit.ActionNone, Reason: reason}, hostOwned)
 	}
 	for attempt := 1; ; attempt++ {
 		started := time.Now()
@@ -250,7 +250,7 @@ func (d *Daemon) startDeclared(ctx context.Context) {
 	if err != nil {
 		d.log.Error("declared servers not started", "err", err)
 		d.hub.publish(audit.Event{Time: time.Now(), Server: audit.Server{Name: "mcpjail", Instance: "daemon"}, Kind: audit.KindRefuse,
-			Verdict: audit.VerdictDeny, Layer: audit.LayerMcpjail, Action: audit.ActionNone, Reason: err.Error()})
+			Verdict: audit.VerdictDeny, Layer: audit.LayerMcpjail, Action: audit.ActionNone, Reason: err.Error()}, hostOwned)
 		return
 	}
 	for _, s := range servers {

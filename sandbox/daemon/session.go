@@ -62,7 +62,7 @@ func (d *Daemon) serve(ctx context.Context, uc *net.UnixConn) {
 	case req.Op == OpPrepare && req.Prepare != nil:
 		s.run(ctx, req.Prepare)
 	case req.Op == OpStatus:
-		_ = s.c.send(&Reply{V: ProtocolVersion, Status: d.status()})
+		_ = s.c.send(&Reply{V: ProtocolVersion, Status: d.status(s.ownerFilter())})
 	case req.Op == OpEvents:
 		er := req.Events
 		if er == nil {
@@ -189,7 +189,7 @@ func (d *Daemon) attach(s *session, rec *jailRecord, pidfd *os.File, allowDegrad
 // events sends the backlog and, when following, every new event until the
 // client closes or falls too far behind.
 func (s *session) events(ctx context.Context, er *EventsRequest) {
-	backlog, sub := s.d.hub.subscribe(er.Server)
+	backlog, sub := s.d.hub.subscribe(view{server: er.Server, uid: s.ownerFilter()})
 	defer s.d.hub.unsubscribe(sub)
 	for i := range backlog {
 		if err := s.c.send(&Reply{V: ProtocolVersion, Event: &backlog[i]}); err != nil {
@@ -228,13 +228,25 @@ func (s *session) events(ctx context.Context, er *EventsRequest) {
 	}
 }
 
-// status is `mcpjail status`.
-func (d *Daemon) status() *Status {
+// ownerFilter is whose jails the peer may see: root sees all, a user only
+// their own (their servers' paths, arguments and addresses are theirs).
+func (s *session) ownerFilter() int {
+	if s.peer.UID == 0 {
+		return hostOwned
+	}
+	return s.peer.UID
+}
+
+// status is `mcpjail status`, with the jails of uid only (hostOwned: all).
+func (d *Daemon) status(uid int) *Status {
 	st := &Status{Version: d.opts.Version, PID: os.Getpid(), Started: d.started, Layers: d.layers()}
 	st.Lost, _ = d.loader.Lost()
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	for _, e := range d.jails {
+		if uid != hostOwned && e.rec.UID != uid {
+			continue
+		}
 		js := JailStatus{Server: e.rec.Server, User: e.rec.User, UID: e.rec.UID, PID: e.rec.PID, Profile: e.rec.Profile,
 			Started: e.rec.Started, Violations: int(e.violations.Load()), Kills: int(e.kills.Load()), Adopted: e.adopted}
 		if e.jail != nil {
@@ -242,8 +254,10 @@ func (d *Daemon) status() *Status {
 		}
 		st.Jails = append(st.Jails, js)
 	}
-	for _, ds := range d.declared {
-		st.Declared = append(st.Declared, *ds)
+	if uid == hostOwned { // the host's inventory is root's to see
+		for _, ds := range d.declared {
+			st.Declared = append(st.Declared, *ds)
+		}
 	}
 	return st
 }
