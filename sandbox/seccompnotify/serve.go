@@ -42,7 +42,9 @@ type Refusal struct {
 // refused with its rule's errno (EPERM for a call without a rule: the filter
 // only notifies what the deny-list refuses) and then reported, unless the
 // caller stopped waiting before the answer (see Listener.refuse): a call a
-// signal restarted is reported once, when it is answered, and the last call
+// signal restarted is reported when it is answered (on 6.1 an answer that
+// races the signal is dropped by the kernel and the restarted call is
+// reported again, seen in the VM's flood test), and the last call
 // of a task killed while waiting is not reported. When ctx ends, what is
 // pending is still answered and reported. An error (the listener failed)
 // also closes it, so that no call waits for an answer that cannot come.
