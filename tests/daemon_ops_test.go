@@ -3,8 +3,11 @@ package tests
 // The daemon as an operator runs it: declared servers, reload, systemd.
 
 import (
+	"encoding/json"
 	"fmt"
 	"net"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -145,4 +148,39 @@ func TestDaemonTalksToSystemd(t *testing.T) {
 	expectNotify("WATCHDOG=1")
 	d.stop(t)
 	expectNotify("STOPPING=1")
+}
+
+// TestDaemonCleanupRemovesRunningJails: --cleanup after a daemon crash ends
+// the jails it left running (their servers killed, their cgroups gone), then
+// removes the pins and the state records.
+func TestDaemonCleanupRemovesRunningJails(t *testing.T) {
+	allowed := listenLoopback(t)
+	d := startDaemon(t, allowed.port(), "", nil)
+	cmd, _ := d.nobody("e2e-deny", nobodyDir(t)).command(t, withTimeout(t, 3*time.Minute), suite.hostile, "serve")
+	h := connect(t, cmd)
+	records, _ := filepath.Glob(filepath.Join(d.dir, "state", "*.json"))
+	if len(records) != 1 {
+		t.Fatalf("want one state record for the running jail, got %v", records)
+	}
+	var rec struct {
+		Cgroup struct {
+			V2 string `json:"v2"`
+		} `json:"cgroup"`
+	}
+	b, err := os.ReadFile(records[0])
+	if err != nil || json.Unmarshal(b, &rec) != nil || rec.Cgroup.V2 == "" {
+		t.Fatalf("read state record %s: %v\n%s", records[0], err, b)
+	}
+	d.kill9(t)
+	if out, err := exec.Command(suite.mcpjail, "daemon", "--config", d.config, "--cleanup").CombinedOutput(); err != nil {
+		t.Fatalf("daemon --cleanup: %v\n%s", err, out)
+	}
+	if code := h.close(t); code != 137 {
+		t.Errorf("the jailed server's run ended with %d, want 137: --cleanup must kill it", code)
+	}
+	for _, gone := range []string{rec.Cgroup.V2, d.pinDir, filepath.Join(d.dir, "state")} {
+		if _, err := os.Stat(gone); !os.IsNotExist(err) {
+			t.Errorf("%s still exists after --cleanup (%v)", gone, err)
+		}
+	}
 }
