@@ -23,7 +23,7 @@ SYSCONFDIR ?= /etc
 # staged one (DESTDIR set) with the distribution's.
 UNITDIR    ?= $(if $(DESTDIR),/lib/systemd/system,/etc/systemd/system)
 
-.PHONY: all build test test-unit test-e2e fuzz lint deps servers generate generate-check demo bench clean install check-unit test-vm check-scripts
+.PHONY: all build test test-unit test-e2e fuzz lint deps servers generate generate-check demo bench bench-vm clean install check-unit test-vm check-scripts
 
 all: build
 
@@ -87,6 +87,13 @@ demo: build servers
 bench: build servers
 	@./tests/deps.sh bench
 	$(GO) run ./tests/bench
+
+## bench-vm: the BPF-LSM path-matching benchmark (inode walk against
+## bpf_d_path plus an LPM trie; bpf/lsm_compare_test.go) in the kernel VM,
+## where BPF LSM programs load.
+bench-vm:
+	@./tests/deps.sh vm
+	env -u MCPJAIL_EXPECT_HOST MCPJAIL_VM_MODE=bench ./tests/vm/run.sh
 
 ## install: the binary, the systemd unit (paths rewritten for BINDIR and
 ## SYSCONFDIR), and the example config, profile and servers.d directories.

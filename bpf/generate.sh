@@ -56,3 +56,12 @@ go run github.com/cilium/ebpf/cmd/bpf2go \
 	-target bpfel -go-package bpf \
 	-type fs_key -type lsm_file_event \
 	lsm lsm.bpf.c
+
+# Test-only: the path matching lsm.bpf.c did not choose (bpf_d_path and an
+# LPM trie of path strings), measured against it by lsm_compare_test.go.
+# The _test suffix keeps it out of the mcpjail binary.
+go run github.com/cilium/ebpf/cmd/bpf2go \
+	-cc clang-19 -strip llvm-strip-19 \
+	-cflags "-O2 -g -Wall -Werror" \
+	-target bpfel -go-package bpf -output-suffix _test -type path_prefix \
+	lsmcompare lsmcompare.bpf.c

@@ -34,6 +34,9 @@ func TestMain(m *testing.M) {
 	if spec := os.Getenv(envHelper); spec != "" {
 		os.Exit(runAttempts(spec))
 	}
+	if spec := os.Getenv(envOpenProbe); spec != "" {
+		os.Exit(runOpenProbe(spec))
+	}
 	os.Exit(m.Run())
 }
 
@@ -171,7 +174,7 @@ func helperRun(cgroupFD int, as []attempt) (int, []string, error) {
 	return cmd.Process.Pid, results, nil
 }
 
-func skipOrFail(t *testing.T, reason string) {
+func skipOrFail(t testing.TB, reason string) {
 	t.Helper()
 	if os.Getenv("CI") == "true" {
 		t.Fatal("CI=true and " + reason)
@@ -191,7 +194,7 @@ func requireKernel(t *testing.T) {
 }
 
 // newGroup creates a jail cgroup, removed when the test ends.
-func newGroup(t *testing.T) *cgroup.Group {
+func newGroup(t testing.TB) *cgroup.Group {
 	t.Helper()
 	b := make([]byte, 4)
 	_, _ = rand.Read(b)

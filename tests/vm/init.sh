@@ -40,7 +40,7 @@ while read -r name args; do
   [ -n "$name" ] || continue
   say "BEGIN $name"
   # shellcheck disable=SC2086 # args holds several test flags, split on purpose
-  /vm/bin/"$name" -test.v=test2json -test.count=1 -test.timeout="$MCPJAIL_VM_TEST_TIMEOUT" $args
+  /vm/bin/"$name" -test.v="$MCPJAIL_VM_VERBOSE" -test.count=1 -test.timeout="$MCPJAIL_VM_TEST_TIMEOUT" $args
   rc=$?
   say "END $name exit=$rc"
   [ "$rc" -eq 0 ] || status=1

@@ -16,7 +16,9 @@
 # (where the console log is kept; default: a temporary file, removed),
 # MCPJAIL_VM_RUN (a -test.run pattern, to run a few tests while working on
 # them), MCPJAIL_VM_PRINTK (the guest's console log level during the tests;
-# default 1: emergencies only, so kernel lines do not cut into test output).
+# default 1: emergencies only, so kernel lines do not cut into test output),
+# MCPJAIL_VM_MODE (test, the default; or bench: `make bench-vm`, which runs
+# the BPF-LSM path-matching benchmark instead and prints its results).
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -24,6 +26,11 @@ repo=$(cd "$here/../.." && pwd)
 cache=${MCPJAIL_VM_CACHE:-$here/cache}
 vm_timeout=${MCPJAIL_VM_TIMEOUT:-1200}
 test_timeout=15m
+mode=${MCPJAIL_VM_MODE:-test}
+case $mode in
+test | bench) ;;
+*) echo "test-vm: MCPJAIL_VM_MODE must be test or bench, not $mode" >&2; exit 2 ;;
+esac
 
 # Tests that start the Node-based reference MCP servers: there is no node in
 # the guest, so they run on the host only (make test-e2e). Excluded by name
@@ -89,6 +96,7 @@ mkdir -p "$root"/vm/bin
   go build -trimpath -o "$root/vm/bin/mcpjail" ./cmd/mcpjail
   go build -trimpath -o "$root/vm/bin/hostile" ./tests/fixtures/hostile
   go test -c -trimpath -o "$root/vm/bin/e2e.test" ./tests
+  go test -c -trimpath -o "$root/vm/bin/bpf.test" ./bpf
 )
 
 say "assembling the initramfs"
@@ -135,11 +143,22 @@ chmod 0755 "$root/init" "$root"/vm/bin/*
 {
   echo "export MCPJAIL_BIN=/vm/bin/mcpjail MCPJAIL_HOSTILE=/vm/bin/hostile"
   echo "export MCPJAIL_VM_TEST_TIMEOUT=$test_timeout MCPJAIL_VM_PRINTK=${MCPJAIL_VM_PRINTK:-1}"
+  # Benchmarks print their table as is; tests go through test2json (summary).
+  if [[ $mode == bench ]]; then echo "export MCPJAIL_VM_VERBOSE=false"; else echo "export MCPJAIL_VM_VERBOSE=test2json"; fi
   [[ ${CI:-} != true ]] || echo "export CI=true"
 } >"$root/vm/env"
 run_flag=
 [[ -z ${MCPJAIL_VM_RUN:-} ]] || run_flag=" -test.run=$MCPJAIL_VM_RUN"
-echo "e2e.test -test.skip=$node_tests$run_flag" >"$root/vm/tests"
+if [[ $mode == bench ]]; then
+  # A fixed count per run (no ramp-up: each run starts a jailed child).
+  echo "bpf.test -test.run=^\$ -test.bench=^BenchmarkLSMFileOpen\$ -test.benchtime=20000x -test.count=3" >"$root/vm/tests"
+else
+  # The end-to-end suite, and the eBPF package's tests of the BPF-LSM layer,
+  # which need a kernel that runs its programs (left out when MCPJAIL_VM_RUN
+  # picks end-to-end tests).
+  echo "e2e.test -test.skip=$node_tests$run_flag" >"$root/vm/tests"
+  [[ -n ${MCPJAIL_VM_RUN:-} ]] || echo "bpf.test -test.run=^TestLSM" >>"$root/vm/tests"
+fi
 (cd "$root" && find . -mindepth 1 | "$busybox" cpio -o -H newc 2>/dev/null) >"$work/initramfs.cpio"
 
 log=${MCPJAIL_VM_LOG:-$work/console.log}
@@ -168,6 +187,13 @@ set -e
 elapsed=$((SECONDS - start))
 
 say "the VM ran for ${elapsed}s"
+if [[ $mode == bench ]]; then
+  # The benchmark's own lines, between the guest's markers.
+  sed -n '/^mcpjail-vm: BEGIN bpf.test/,/^mcpjail-vm: END bpf.test/p' "$log" | grep -E '^(goos|goarch|pkg|cpu|Benchmark|PASS|FAIL|ok)' || true
+  grep -q '^mcpjail-vm: RESULT exit=0' "$log" || die "the benchmark failed in the guest (its output is above)"
+  ((qemu_status == 0)) || die "qemu exited with status $qemu_status"
+  exit 0
+fi
 summary_status=0
 (cd "$repo" && go run ./tests/vm/summary -kernel "$kver" \
   -excluded "$node_tests" <"$log") || summary_status=$?

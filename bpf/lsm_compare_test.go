@@ -1,0 +1,420 @@
+package bpf
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"golang.org/x/sys/unix"
+
+	"github.com/mcpjail/mcpjail/profiles"
+	"github.com/mcpjail/mcpjail/sandbox/cgroup"
+	"github.com/mcpjail/mcpjail/sandbox/features"
+)
+
+// lsm.bpf.c matches paths on the kernel's objects (dev and inode of each
+// ancestor, walked up d_parent). The alternative the issue named, bpf_d_path
+// plus prefix matching, is built in lsmcompare.bpf.c (with an LPM trie, its
+// fastest form) so that the choice is measured: TestLSMPathMatchingChoice
+// pins down what each one refuses, BenchmarkLSMFileOpen what each one costs
+// (`make bench-vm` runs it in the kernel VM, where BPF LSM programs load).
+
+// pathMatcher is one file_open program attached with the rules of a policy
+// for one jail cgroup.
+type pathMatcher struct {
+	name     string
+	prog     *ebpf.Program
+	verified int // instructions the verifier processed
+	closers  []interface{ Close() error }
+}
+
+func (m *pathMatcher) Close() error {
+	var errs []error
+	for i := len(m.closers) - 1; i >= 0; i-- {
+		errs = append(errs, m.closers[i].Close())
+	}
+	return errors.Join(errs...)
+}
+
+// statsOpts loads programs with the verifier's statistics in their log.
+var statsOpts = ebpf.ProgramOptions{LogLevel: ebpf.LogLevelStats}
+
+var processedRe = regexp.MustCompile(`processed (\d+) insns`)
+
+func verifiedInsns(p *ebpf.Program) int {
+	m := processedRe.FindStringSubmatch(p.VerifierLog)
+	if m == nil {
+		return -1
+	}
+	n, _ := strconv.Atoi(m[1])
+	return n
+}
+
+// attachWalk loads lsm.bpf.c's file_open alone, as the loader builds it.
+func attachWalk(groupID uint64, p *profiles.Policy) (*pathMatcher, error) {
+	spec, err := loadLsm()
+	if err != nil {
+		return nil, err
+	}
+	var objs struct {
+		Open    *ebpf.Program `ebpf:"mcpjail_lsm_open"`
+		Jails   *ebpf.Map     `ebpf:"mcpjail_jails"`
+		FSRules *ebpf.Map     `ebpf:"mcpjail_fsrules"`
+		Events  *ebpf.Map     `ebpf:"mcpjail_events"`
+		Lost    *ebpf.Map     `ebpf:"mcpjail_lost"`
+	}
+	if err := spec.LoadAndAssign(&objs, &ebpf.CollectionOptions{Programs: statsOpts}); err != nil {
+		return nil, fmt.Errorf("load: %w", err)
+	}
+	m := &pathMatcher{name: "walk", prog: objs.Open, verified: verifiedInsns(objs.Open),
+		closers: []interface{ Close() error }{objs.Jails, objs.FSRules, objs.Events, objs.Lost, objs.Open}}
+	const policyID = 1
+	identify, err := hostIdentifier()
+	if err == nil {
+		var rules []fsRule
+		rules, _, err = compileFSRules(policyID, p.Filesystem, identify)
+		for _, r := range rules {
+			if err == nil {
+				err = objs.FSRules.Put(r.key, r.value)
+			}
+		}
+	}
+	if err == nil {
+		err = objs.Jails.Put(groupID, lsmJail{Policy: policyID})
+	}
+	if err == nil {
+		err = m.attach()
+	}
+	if err != nil {
+		return nil, errors.Join(err, m.Close())
+	}
+	return m, nil
+}
+
+// attachDPath loads lsmcompare.bpf.c with the same policy as path prefixes.
+func attachDPath(groupID uint64, p *profiles.Policy) (*pathMatcher, error) {
+	var objs lsmcompareObjects
+	if err := loadLsmcompareObjects(&objs, &ebpf.CollectionOptions{Programs: statsOpts}); err != nil {
+		return nil, fmt.Errorf("load: %w", err)
+	}
+	prog := objs.McpjailCompareDpathOpen
+	m := &pathMatcher{name: "dpath", prog: prog, verified: verifiedInsns(prog), closers: []interface{ Close() error }{&objs}}
+	rules, err := prefixRules(p.Filesystem)
+	for path, bits := range rules {
+		if err != nil {
+			break
+		}
+		k := lsmcomparePathPrefix{Prefixlen: uint32(len(path)) * 8}
+		for i := range len(path) {
+			k.Path[i] = int8(path[i])
+		}
+		err = objs.ComparePrefixes.Put(k, bits)
+	}
+	if err == nil {
+		err = objs.McpjailJails.Put(groupID, lsmcompareJail{Policy: 1})
+	}
+	if err == nil {
+		err = m.attach()
+	}
+	if err != nil {
+		return nil, errors.Join(err, m.Close())
+	}
+	return m, nil
+}
+
+func (m *pathMatcher) attach() error {
+	l, err := link.AttachLSM(link.LSMOptions{Program: m.prog})
+	if err != nil {
+		return fmt.Errorf("attach %s: %w", m.name, err)
+	}
+	m.closers = append(m.closers, l)
+	return nil
+}
+
+// prefixRules turns a policy's directories into LPM keys ("/dir/") whose
+// value is the union of their own rights and their ancestors' (the walk ORs
+// the ancestors' rights as it climbs; a longest-prefix match sees one key).
+func prefixRules(f profiles.Filesystem) (map[string]uint8, error) {
+	own := map[string]uint8{}
+	lists := []struct {
+		paths []string
+		bits  uint8
+	}{{f.Read, fsRead}, {f.Write, fsRead | fsWrite}, {f.Exec, fsRead | fsExec}, {f.Deny, fsDeny}}
+	for _, l := range lists {
+		for _, p := range l.paths {
+			resolved, err := filepath.EvalSymlinks(p)
+			if err != nil {
+				return nil, err
+			}
+			key := strings.TrimSuffix(resolved, "/") + "/"
+			if len(key) > len(lsmcomparePathPrefix{}.Path) {
+				return nil, fmt.Errorf("%s: longer than an LPM key", p)
+			}
+			own[key] |= l.bits
+		}
+	}
+	all := map[string]uint8{}
+	for k := range own {
+		for a, bits := range own {
+			if strings.HasPrefix(k, a) {
+				all[k] |= bits
+			}
+		}
+	}
+	return all, nil
+}
+
+// envOpenProbe makes the test binary a helper that opens files the way a
+// jailed server's thread does: on one thread with no_new_privs set (the LSM
+// programs judge only such tasks). See openProbe.
+const envOpenProbe = "MCPJAIL_BPF_TEST_OPEN_PROBE"
+
+type openProbe struct {
+	Paths []string `json:"paths"` // each opened once; the result is its errno name or "ok"
+	Loop  string   `json:"loop"`  // then opened and closed Count times, timed
+	Count int      `json:"count"`
+}
+
+type openProbeResult struct {
+	Results []string `json:"results"`
+	Nanos   int64    `json:"nanos"`
+}
+
+func runOpenProbe(spec string) int {
+	var p openProbe
+	if err := json.Unmarshal([]byte(spec), &p); err != nil {
+		fmt.Fprintln(os.Stderr, "open probe:", err)
+		return 2
+	}
+	runtime.LockOSThread()
+	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
+		fmt.Fprintln(os.Stderr, "open probe: no_new_privs:", err)
+		return 2
+	}
+	var r openProbeResult
+	for _, path := range p.Paths {
+		fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err == nil {
+			unix.Close(fd)
+		}
+		r.Results = append(r.Results, errnoName(err))
+	}
+	if p.Count > 0 {
+		var t0, t1 unix.Timespec
+		_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &t0)
+		for range p.Count {
+			fd, err := unix.Open(p.Loop, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+			if err != nil {
+				fmt.Fprintln(os.Stderr, "open probe: loop:", err)
+				return 2
+			}
+			unix.Close(fd)
+		}
+		_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &t1)
+		r.Nanos = t1.Nano() - t0.Nano()
+	}
+	if err := json.NewEncoder(os.Stdout).Encode(r); err != nil {
+		return 2
+	}
+	return 0
+}
+
+// probeOpens runs an open probe in a child born in grp (nil: the test's own
+// cgroup, outside every jail).
+func probeOpens(t testing.TB, grp *cgroup.Group, p openProbe) openProbeResult {
+	t.Helper()
+	spec, err := json.Marshal(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), hangBound)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), envOpenProbe+"="+string(spec))
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, os.Stderr
+	if grp != nil {
+		fd, err := grp.OpenV2()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer fd.Close()
+		cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(fd.Fd())}
+	}
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("open probe: %v (output %q)", err, out.String())
+	}
+	var r openProbeResult
+	if err := json.Unmarshal(out.Bytes(), &r); err != nil {
+		t.Fatalf("open probe output %q: %v", out.String(), err)
+	}
+	return r
+}
+
+// lsmProbed says doctor's probes found the BPF LSM usable.
+func lsmProbed(t testing.TB) bool {
+	t.Helper()
+	results, err := features.ProbeBPF(context.Background(), features.BPFProbeEnv{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range features.LSMProbes() {
+		if r, ok := findProbe(results, name); !ok || !r.OK {
+			return false
+		}
+	}
+	return true
+}
+
+var pathMatchers = []struct {
+	name   string
+	attach func(uint64, *profiles.Policy) (*pathMatcher, error)
+}{{"walk", attachWalk}, {"dpath", attachDPath}}
+
+// TestLSMPathMatchingChoice: both matchers refuse a denied file reached by
+// its own path, and neither touches a process outside the jail; through a
+// bind mount of the denied directory under an allowed one, the inode walk
+// still refuses while the d_path prefix match lets the open through, because
+// d_path names the path the file was reached by. That is the reason
+// lsm.bpf.c walks inodes. Where the kernel runs no BPF LSM programs, both
+// fail to attach, as doctor's probe says.
+func TestLSMPathMatchingChoice(t *testing.T) {
+	requireKernel(t)
+	g := newGroup(t)
+	w := t.TempDir()
+	for _, d := range []string{"secret", "public/mirror"} {
+		if err := os.MkdirAll(filepath.Join(w, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, f := range []string{"secret/key", "public/readme"} {
+		if err := os.WriteFile(filepath.Join(w, f), []byte("x\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p := &profiles.Policy{Name: "compare", Filesystem: profiles.Filesystem{
+		Read: []string{w}, Deny: []string{filepath.Join(w, "secret")}}}
+	probed := lsmProbed(t)
+	if probed {
+		mirror := filepath.Join(w, "public", "mirror")
+		if err := unix.Mount(filepath.Join(w, "secret"), mirror, "", unix.MS_BIND, ""); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = unix.Unmount(mirror, unix.MNT_DETACH) })
+	}
+	paths := []string{filepath.Join(w, "public/readme"), filepath.Join(w, "secret/key"), filepath.Join(w, "public/mirror/key")}
+	want := map[string][]string{"walk": {"ok", "EPERM", "EPERM"}, "dpath": {"ok", "EPERM", "ok"}}
+	for _, pm := range pathMatchers {
+		t.Run(pm.name, func(t *testing.T) {
+			m, err := pm.attach(g.ID(), p)
+			if !probed {
+				if err == nil {
+					m.Close()
+					t.Fatal("attached an LSM program where doctor's probe says the kernel runs none")
+				}
+				t.Logf("not attached, as the probe said: %v", err)
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer m.Close()
+			t.Logf("%s: the verifier processed %d instructions", pm.name, m.verified)
+			if got := probeOpens(t, g, openProbe{Paths: paths}).Results; !slices.Equal(got, want[pm.name]) {
+				t.Errorf("in the jail, opening %v gave %v, want %v", paths, got, want[pm.name])
+			}
+			if got := probeOpens(t, nil, openProbe{Paths: paths}).Results; !slices.Equal(got, []string{"ok", "ok", "ok"}) {
+				t.Errorf("outside the jail, opening %v gave %v, want all ok", paths, got)
+			}
+		})
+	}
+}
+
+// BenchmarkLSMFileOpen: an open+close loop in a jail whose profile has a
+// realistic number of directories, for files 6 and 16 path components deep,
+// with no LSM program, with the inode walk and with d_path plus the LPM
+// trie. ns/op is the loop's own time per open+close (measured in the jailed
+// child); prog-ns/run is the program's own run time from the kernel's BPF
+// statistics; verified-insns is the verifier's count for the program.
+func BenchmarkLSMFileOpen(b *testing.B) {
+	if os.Geteuid() != 0 || !lsmProbed(b) {
+		skipOrFail(b, "the kernel runs no BPF LSM programs here (make bench-vm runs this in Debian's 6.1)")
+	}
+	stats, err := ebpf.EnableStats(uint32(unix.BPF_STATS_RUN_TIME))
+	if err != nil {
+		b.Fatalf("enable BPF statistics: %v", err)
+	}
+	defer stats.Close()
+	g := newGroup(b)
+	w := b.TempDir()
+	var p profiles.Policy
+	for i := range 16 { // as many directories as the built-in profiles name, about
+		d := filepath.Join(w, fmt.Sprintf("allowed-%02d", i))
+		if err := os.Mkdir(d, 0o755); err != nil {
+			b.Fatal(err)
+		}
+		p.Filesystem.Read = append(p.Filesystem.Read, d)
+	}
+	p.Filesystem.Deny = []string{filepath.Join(w, "allowed-00", "secret")}
+	if err := os.Mkdir(p.Filesystem.Deny[0], 0o755); err != nil {
+		b.Fatal(err)
+	}
+	base := len(strings.Split(strings.Trim(w, "/"), "/")) + 1 // w/allowed-15
+	for _, depth := range []int{6, 16} {
+		if depth <= base {
+			b.Fatalf("the temporary directory %s is already %d components deep", w, base)
+		}
+		dir := filepath.Join(w, "allowed-15", strings.Repeat("d/", depth-base-1))
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			b.Fatal(err)
+		}
+		file := filepath.Join(dir, "f")
+		if err := os.WriteFile(file, nil, 0o644); err != nil {
+			b.Fatal(err)
+		}
+		b.Run(fmt.Sprintf("none/depth-%d", depth), func(b *testing.B) {
+			r := probeOpens(b, g, openProbe{Loop: file, Count: b.N})
+			b.ReportMetric(float64(r.Nanos)/float64(b.N), "ns/op")
+		})
+		for _, pm := range pathMatchers {
+			b.Run(fmt.Sprintf("%s/depth-%d", pm.name, depth), func(b *testing.B) {
+				m, err := pm.attach(g.ID(), &p)
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer m.Close()
+				before, err := m.prog.Stats()
+				if err != nil {
+					b.Fatal(err)
+				}
+				r := probeOpens(b, g, openProbe{Paths: []string{file, p.Filesystem.Deny[0]}, Loop: file, Count: b.N})
+				if !slices.Equal(r.Results, []string{"ok", "EPERM"}) {
+					b.Fatalf("opening the file and the denied directory gave %v, want [ok EPERM]", r.Results)
+				}
+				after, err := m.prog.Stats()
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.ReportMetric(float64(r.Nanos)/float64(b.N), "ns/op")
+				if runs := after.RunCount - before.RunCount; runs > 0 {
+					b.ReportMetric(float64(after.Runtime-before.Runtime)/float64(runs), "prog-ns/run")
+				}
+				b.ReportMetric(float64(m.verified), "verified-insns")
+			})
+		}
+	}
+}
