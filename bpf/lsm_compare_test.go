@@ -39,6 +39,7 @@ type pathMatcher struct {
 	name     string
 	prog     *ebpf.Program
 	verified int // instructions the verifier processed
+	verifyUS int // the verifier's time in microseconds
 	closers  []interface{ Close() error }
 }
 
@@ -53,15 +54,24 @@ func (m *pathMatcher) Close() error {
 // statsOpts loads programs with the verifier's statistics in their log.
 var statsOpts = ebpf.ProgramOptions{LogLevel: ebpf.LogLevelStats}
 
-var processedRe = regexp.MustCompile(`processed (\d+) insns`)
+var (
+	processedRe = regexp.MustCompile(`processed (\d+) insns`)
+	verifyTime  = regexp.MustCompile(`verification time (\d+) usec`)
+)
 
-func verifiedInsns(p *ebpf.Program) int {
-	m := processedRe.FindStringSubmatch(p.VerifierLog)
+// verifierStat reads a number from the verifier's statistics (-1: absent).
+func verifierStat(p *ebpf.Program, re *regexp.Regexp) int {
+	m := re.FindStringSubmatch(p.VerifierLog)
 	if m == nil {
 		return -1
 	}
 	n, _ := strconv.Atoi(m[1])
 	return n
+}
+
+func newPathMatcher(name string, prog *ebpf.Program, closers ...interface{ Close() error }) *pathMatcher {
+	return &pathMatcher{name: name, prog: prog, closers: closers,
+		verified: verifierStat(prog, processedRe), verifyUS: verifierStat(prog, verifyTime)}
 }
 
 // attachWalk loads lsm.bpf.c's file_open alone, as the loader builds it.
@@ -80,8 +90,7 @@ func attachWalk(groupID uint64, p *profiles.Policy) (*pathMatcher, error) {
 	if err := spec.LoadAndAssign(&objs, &ebpf.CollectionOptions{Programs: statsOpts}); err != nil {
 		return nil, fmt.Errorf("load: %w", err)
 	}
-	m := &pathMatcher{name: "walk", prog: objs.Open, verified: verifiedInsns(objs.Open),
-		closers: []interface{ Close() error }{objs.Jails, objs.FSRules, objs.Events, objs.Lost, objs.Open}}
+	m := newPathMatcher("walk", objs.Open, objs.Jails, objs.FSRules, objs.Events, objs.Lost, objs.Open)
 	const policyID = 1
 	identify, err := hostIdentifier()
 	if err == nil {
@@ -112,7 +121,7 @@ func attachDPath(groupID uint64, p *profiles.Policy) (*pathMatcher, error) {
 		return nil, fmt.Errorf("load: %w", err)
 	}
 	prog := objs.McpjailCompareDpathOpen
-	m := &pathMatcher{name: "dpath", prog: prog, verified: verifiedInsns(prog), closers: []interface{ Close() error }{&objs}}
+	m := newPathMatcher("dpath", prog, &objs)
 	rules, err := prefixRules(p.Filesystem)
 	for path, bits := range rules {
 		if err != nil {
@@ -333,7 +342,7 @@ func TestLSMPathMatchingChoice(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer m.Close()
-			t.Logf("%s: the verifier processed %d instructions", pm.name, m.verified)
+			t.Logf("%s: the verifier processed %d instructions in %d µs", pm.name, m.verified, m.verifyUS)
 			if got := probeOpens(t, g, openProbe{Paths: paths}).Results; !slices.Equal(got, want[pm.name]) {
 				t.Errorf("in the jail, opening %v gave %v, want %v", paths, got, want[pm.name])
 			}
@@ -349,7 +358,8 @@ func TestLSMPathMatchingChoice(t *testing.T) {
 // with no LSM program, with the inode walk and with d_path plus the LPM
 // trie. ns/op is the loop's own time per open+close (measured in the jailed
 // child); prog-ns/run is the program's own run time from the kernel's BPF
-// statistics; verified-insns is the verifier's count for the program.
+// statistics; verified-insns and verify-µs are the verifier's count of
+// instructions it processed and its time, for the program.
 func BenchmarkLSMFileOpen(b *testing.B) {
 	if os.Geteuid() != 0 || !lsmProbed(b) {
 		skipOrFail(b, "the kernel runs no BPF LSM programs here (make bench-vm runs this in Debian's 6.1)")
@@ -414,6 +424,7 @@ func BenchmarkLSMFileOpen(b *testing.B) {
 					b.ReportMetric(float64(after.Runtime-before.Runtime)/float64(runs), "prog-ns/run")
 				}
 				b.ReportMetric(float64(m.verified), "verified-insns")
+				b.ReportMetric(float64(m.verifyUS), "verify-µs")
 			})
 		}
 	}
