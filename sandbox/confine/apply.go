@@ -13,7 +13,9 @@ import (
 // Apply confines the calling process, every thread of it, for good:
 //
 //  1. with CAP_SETPCAP: securebits that make uid 0 ordinary, and an empty
-//     capability bounding set (also when the server stays root);
+//     capability bounding set (also when the server stays root), on the
+//     calling thread only: the bounding set matters at the execve that
+//     this thread makes next (see lockRootPrivileges);
 //  2. no_new_privs;
 //  3. Landlock (filesystem, TCP/UDP ports, scopes), while the process still
 //     has its own credentials: the rules' paths are opened as the launcher

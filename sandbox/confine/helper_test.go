@@ -218,10 +218,11 @@ func tcpProbe(op, portStr string) string {
 	return outcome(unix.Connect(fd, addr))
 }
 
-// procStatus returns the capability, no_new_privs and seccomp lines of
-// /proc/self/status, e.g. "CapInh=0000000000000000 ... Seccomp=2".
+// procStatus returns the capability, no_new_privs and seccomp lines of the
+// calling thread's status, e.g. "CapInh=0000000000000000 ... Seccomp=2":
+// the thread Apply confined (it stays locked), which would make the execve.
 func procStatus() string {
-	b, err := os.ReadFile("/proc/self/status")
+	b, err := os.ReadFile("/proc/thread-self/status")
 	if err != nil {
 		return outcome(err)
 	}
