@@ -1,14 +1,11 @@
 package bpf
 
 import (
-	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"sync"
 	"syscall"
 	"testing"
@@ -114,26 +111,8 @@ func runEgressHelper(t *testing.T, grp *cgroup.Group, steps []egressStep) (int, 
 // says it was, and then there are no results.
 func runEgressHelperMayDie(t *testing.T, grp *cgroup.Group, steps []egressStep) (pid int, results []string, killed bool) {
 	t.Helper()
-	spec, err := json.Marshal(steps)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), hangBound)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), envEgressHelper+"="+string(spec))
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, os.Stderr
-	if grp != nil {
-		fd, err := grp.OpenV2()
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer fd.Close()
-		cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(fd.Fd())}
-	}
-	err = cmd.Run()
-	if cmd.ProcessState != nil && ctx.Err() == nil { // a kill by the hang bound is a failure
+	cmd, out, err, ctxErr := helperRunIn(t, grp, envEgressHelper, steps)
+	if cmd.ProcessState != nil && ctxErr == nil { // a kill by the hang bound is a failure
 		if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); ok && ws.Signaled() && ws.Signal() == syscall.SIGKILL {
 			return cmd.Process.Pid, nil, true
 		}

@@ -174,6 +174,34 @@ func helperRun(cgroupFD int, as []attempt) (int, []string, error) {
 	return cmd.Process.Pid, results, nil
 }
 
+// helperRunIn runs the test binary as the helper that the environment
+// variable env selects, with spec JSON-encoded in it, born in grp (nil: the
+// test's own cgroup), bounded by hangBound. It returns the finished command,
+// its output and Run's error; ctxErr says the bound killed it.
+func helperRunIn(t testing.TB, grp *cgroup.Group, env string, spec any) (cmd *exec.Cmd, out *bytes.Buffer, runErr, ctxErr error) {
+	t.Helper()
+	b, err := json.Marshal(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), hangBound)
+	defer cancel()
+	cmd = exec.CommandContext(ctx, os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), env+"="+string(b))
+	out = &bytes.Buffer{}
+	cmd.Stdout, cmd.Stderr = out, os.Stderr
+	if grp != nil {
+		fd, err := grp.OpenV2()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer fd.Close()
+		cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(fd.Fd())}
+	}
+	runErr = cmd.Run()
+	return cmd, out, runErr, ctx.Err()
+}
+
 func skipOrFail(t testing.TB, reason string) {
 	t.Helper()
 	if os.Getenv("CI") == "true" {

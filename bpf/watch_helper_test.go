@@ -1,8 +1,6 @@
 package bpf
 
 import (
-	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -169,25 +167,7 @@ type watchRun struct {
 // cgroup). A helper killed by a signal is a result, not a failure.
 func runWatchHelper(t *testing.T, grp *cgroup.Group, req watchRequest) watchRun {
 	t.Helper()
-	spec, err := json.Marshal(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), hangBound)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), envWatchHelper+"="+string(spec))
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, os.Stderr
-	if grp != nil {
-		fd, err := grp.OpenV2()
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer fd.Close()
-		cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(fd.Fd())}
-	}
-	err = cmd.Run()
+	cmd, out, err, _ := helperRunIn(t, grp, envWatchHelper, req)
 	run := watchRun{}
 	if cmd.Process != nil {
 		run.pid = cmd.Process.Pid
