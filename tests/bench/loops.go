@@ -30,7 +30,8 @@ type timedWay struct {
 }
 
 // comparison is a set of ways to measure against each other; the ratio of
-// interest is ways[1] over ways[0].
+// interest is ways[1] over ways[0]. A third way, when there is one, is the
+// jail without its privileged layers: ways[1] over ways[2] is their share.
 type comparison struct {
 	title  string
 	ops    int
@@ -45,6 +46,7 @@ func benchSyscalls(ctx context.Context, e env, c loopConfig) error {
 	if c.rounds < 1 || c.connects < 1 || c.opens < 1 {
 		return fmt.Errorf("-loop-rounds, -connects and -opens must be at least 1")
 	}
+	// e.work is 0755: the Landlock-only way runs as uid 65534.
 	hostile := filepath.Join(e.work, "hostile")
 	fmt.Fprintln(os.Stderr, "building the hostile fixture ...")
 	if err := e2e.GoBuild(ctx, e.repo, "./tests/fixtures/hostile", hostile); err != nil {
@@ -67,15 +69,23 @@ func benchSyscalls(ctx context.Context, e env, c loopConfig) error {
 	jailed := func(argv ...string) []string {
 		return append([]string{e.mcpjail, "run", "--profile", profile, "--"}, argv...)
 	}
+	// What an unprivileged run without a daemon has: Landlock, seccomp and
+	// no_new_privs; no cgroups, no eBPF layer, no PID namespace.
+	unprivileged := func(argv ...string) []string {
+		return asNobody(append([]string{e.mcpjail, "run", "--daemon", "never", "--allow-degraded", "--profile", profile, "--"}, argv...)...)
+	}
+	const landlockOnly = "Landlock and seccomp only (uid 65534, --allow-degraded)"
 	bystander := idleJail{mcpjail: e.mcpjail, profile: profile, hostile: hostile}
 
 	connect := []string{hostile, "loop", "connect", addr, strconv.Itoa(c.connects)}
 	open := []string{hostile, "loop", "open", target, strconv.Itoa(c.opens)}
 	comparisons := []*comparison{
 		{title: fmt.Sprintf("connect loop, inside the jail: %d TCP connects to %s", c.connects, addr), ops: c.connects, target: "<= 1.10",
-			ways: []timedWay{{"bare", fixtureLoop(connect)}, {"mcpjail run --profile " + loopProfileName, fixtureLoop(jailed(connect...))}}},
+			ways: []timedWay{{"bare", fixtureLoop(connect)}, {"mcpjail run --profile " + loopProfileName, fixtureLoop(jailed(connect...))},
+				{landlockOnly, fixtureLoop(unprivileged(connect...))}}},
 		{title: fmt.Sprintf("openat loop, inside the jail: %d open+close of a readable file", c.opens), ops: c.opens, target: "<= 1.10",
-			ways: []timedWay{{"bare", fixtureLoop(open)}, {"mcpjail run --profile " + loopProfileName, fixtureLoop(jailed(open...))}}},
+			ways: []timedWay{{"bare", fixtureLoop(open)}, {"mcpjail run --profile " + loopProfileName, fixtureLoop(jailed(open...))},
+				{landlockOnly, fixtureLoop(unprivileged(open...))}}},
 		{title: fmt.Sprintf("connect loop, unrelated process: %d TCP connects to %s", c.connects, addr), ops: c.connects, target: "<= 1.01",
 			ways: []timedWay{{"no jail running", fixtureLoop(connect)}, {"another jail running", bystander.during(fixtureLoop(connect))}}},
 		{title: fmt.Sprintf("openat loop, unrelated process: %d open+close of a readable file", c.opens), ops: c.opens, target: "<= 1.01",
@@ -139,8 +149,14 @@ func (c *comparison) print() {
 	}
 	table(os.Stdout, rows)
 	// The ratio of minimums is less sensitive to other load on the host.
-	fmt.Printf("ratio %s / %s: medians %s (target %s), minimums %s\n\n",
+	fmt.Printf("ratio %s / %s: medians %s (target %s), minimums %s\n",
 		c.ways[1].name, c.ways[0].name, ratio(med[1], med[0]), c.target, ratio(low[1], low[0]))
+	if len(c.ways) > 2 {
+		fmt.Printf("ratio %s / bare: medians %s, minimums %s\n", c.ways[2].name, ratio(med[2], med[0]), ratio(low[2], low[0]))
+		fmt.Printf("share of cgroups, the PID namespace and the eBPF layer (%s / %s): medians %s, minimums %s\n",
+			c.ways[1].name, c.ways[2].name, ratio(med[1], med[2]), ratio(low[1], low[2]))
+	}
+	fmt.Println()
 }
 
 // fixtureLoop runs argv (a hostile loop, bare or through mcpjail) to the end

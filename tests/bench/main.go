@@ -10,7 +10,9 @@
 //   - syscalls: the hostile fixture's connect loop (TCP to an allowed port of
 //     a loopback listener the bench runs) and openat loop (open and close a
 //     readable file), timed by the fixture itself so start-up is excluded:
-//     inside `mcpjail run` against bare (target: at most 1.10x), and bare in
+//     inside `mcpjail run` against bare (target: at most 1.10x), with the
+//     jail's unprivileged form (Landlock and seccomp only) beside it to show
+//     what cgroups and the eBPF layer add, and bare in
 //     an unrelated process while another jail runs, with its eBPF programs
 //     loaded and attached, against no jail running (target: at most 1.01x).
 //
