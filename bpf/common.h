@@ -113,6 +113,7 @@ enum event_reason {
 	REASON_FS_WRITE = 11,    /* opened for writing outside filesystem.write */
 	REASON_FS_EXEC = 12,     /* executed outside filesystem.exec */
 	REASON_FS_DEPTH = 13,    /* deeper than the LSM's bounded walk (fail closed) */
+	REASON_EXEC_INTERNAL = 14, /* executed a file of an internal mount (a memfd): in no filesystem.exec */
 };
 
 /* Value of `jails`. */

@@ -25,6 +25,15 @@
  * says (the path as passed), not whether the exec was refused or whether we
  * kill. A check at sys_enter on the path would be the racy one.
  *
+ * An exec of a file on an internal mount (a memfd, written by the server and
+ * run through /proc/self/fd or execveat's AT_EMPTY_PATH) is outside every
+ * filesystem.exec path, yet Landlock lets it through: it checks only files
+ * of the visible hierarchy. sched_process_exec sees it after the point of no
+ * return, where it can no longer be refused, so the task gets SIGKILL there,
+ * before the new image's first instruction, whatever on_violation.exec says
+ * (with kill, mcpjail also ends the jail). Where the BPF LSM is active it
+ * refuses such an exec earlier, with EPERM (lsm.bpf.c).
+ *
  * Fork and exit (sched_process_fork/exit) are task.bpf.c's.
  */
 #include "watch.h"
@@ -94,19 +103,32 @@ SEC("tp_btf/sched_process_exec")
 int BPF_PROG(mcpjail_exec, struct task_struct *task, pid_t old_pid, struct linux_binprm *bprm)
 {
 	__u64 cgroup_id;
+	const struct jail *j;
 	struct exec_event *e;
 	unsigned long start, end, len;
 	long n;
+	int internal;
 
-	if (!current_jail(&cgroup_id))
+	j = current_jail(&cgroup_id);
+	if (!j)
 		return 0;
+	internal = (BPF_CORE_READ(bprm, file, f_path.mnt, mnt_flags) & MNT_INTERNAL) != 0;
+	/* Signal first: the event is for the record, the kill is the point. */
+	if (internal)
+		bpf_send_signal(SIGKILL);
 
 	e = bpf_ringbuf_reserve(&mcpjail_events, sizeof(*e), 0);
 	if (!e) {
 		count_lost();
 		return 0;
 	}
-	fill_header(&e->hdr, cgroup_id, EVENT_EXEC, VERDICT_ALLOW, REASON_NONE);
+	if (internal) {
+		fill_header(&e->hdr, cgroup_id, EVENT_EXEC, VERDICT_DENY, REASON_EXEC_INTERNAL);
+		if (j->flags & JAIL_KILL_ON_EXEC)
+			e->hdr.action = ACTION_KILL;
+	} else {
+		fill_header(&e->hdr, cgroup_id, EVENT_EXEC, VERDICT_ALLOW, REASON_NONE);
+	}
 	e->ret = 0;
 	e->argc = BPF_CORE_READ(bprm, argc);
 	e->syscall = 0;

@@ -11,6 +11,10 @@ import (
 	"github.com/mcpjail/mcpjail/sandbox/audit"
 )
 
+// reasonExecInternal (REASON_EXEC_INTERNAL in common.h): an exec of a file on
+// an internal mount (a memfd), which exec.bpf.c kills at sched_process_exec.
+const reasonExecInternal = 14
+
 // Layout of the watch records (watch.h).
 const (
 	execEventSize = headerSize + 16 + PathMax + ArgsMax
@@ -60,7 +64,9 @@ func decodeWatch(e *Event, kind uint16, b []byte) error {
 	}
 	switch kind {
 	case eventExec:
-		decodeExec(e, body)
+		if err := decodeExec(e, b[43], body); err != nil {
+			return err
+		}
 	case eventOpen:
 		decodeOpen(e, body)
 	case eventKill:
@@ -74,7 +80,7 @@ func decodeWatch(e *Event, kind uint16, b []byte) error {
 	return nil
 }
 
-func decodeExec(e *Event, body []byte) {
+func decodeExec(e *Event, reason uint8, body []byte) error {
 	argc := native.Uint32(body[4:])
 	pathLen := min(int(native.Uint16(body[8:])), PathMax)
 	argsLen := min(int(native.Uint16(body[10:])), ArgsMax)
@@ -85,7 +91,23 @@ func decodeExec(e *Event, body []byte) {
 	e.Kind = audit.KindExec
 	e.Path = cString(path[:pathLen])
 	e.Target = targetPath(e.Path)
-	if e.Verdict == audit.VerdictAllow {
+	switch {
+	case reason == reasonExecInternal:
+		if e.Verdict != audit.VerdictDeny {
+			return fmt.Errorf("decode event: exec from an internal mount with verdict %q", e.Verdict)
+		}
+		e.Args = splitArgs(args[:argsLen])
+		e.ArgsTruncated = truncated
+		e.ArgCount = int(argc)
+		e.Reason = "exec of a file on an internal mount (a memfd), which no filesystem.exec path covers; " +
+			"past the point where an exec can be refused, so the task got SIGKILL before its first instruction; argv " + quoteArgs(e.Args)
+		if e.Action == audit.ActionKill {
+			e.Reason += "; on_violation.exec is kill"
+		}
+		return nil
+	case reason != reasonNone:
+		return fmt.Errorf("decode event: unknown exec reason %d", reason)
+	case e.Verdict == audit.VerdictAllow:
 		e.Args = splitArgs(args[:argsLen])
 		e.ArgsTruncated = truncated
 		e.ArgCount = int(argc)
@@ -93,12 +115,13 @@ func decodeExec(e *Event, body []byte) {
 		if truncated {
 			e.Reason += fmt.Sprintf(" (cut at %d bytes; %d arguments in all)", ArgsMax, argc)
 		}
-		return
+		return nil
 	}
 	e.Reason = fmt.Sprintf("%s refused with %s: not allowed by filesystem.exec, or not executable", syscallName(sc), errnoText(e.Errno))
 	if e.Action == audit.ActionKill {
 		e.Reason += "; on_violation.exec is kill: SIGKILL sent"
 	}
+	return nil
 }
 
 func decodeOpen(e *Event, body []byte) {

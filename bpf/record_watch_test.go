@@ -73,11 +73,32 @@ func TestDecodeWatchRecords(t *testing.T) {
 	killRec := withHeader(encodeAny(t, &execKillEvent{Ret: -int32(unix.EPERM), Syscall: scSendto}, killEventSize),
 		eventKill, verdictDeny, actionKill, layerBPF)
 
+	memfd := func(action uint8) []byte {
+		e := &execExecEvent{Argc: 2, PathLen: uint16(len("/dev/fd/3")), ArgsLen: uint16(len("busybox\x00id\x00"))}
+		putString(e.Path[:], "/dev/fd/3")
+		putString(e.Args[:], "busybox\x00id\x00")
+		b := withHeader(encodeAny(t, e, execEventSize), eventExec, verdictDeny, action, layerBPF)
+		b[43] = reasonExecInternal
+		return b
+	}
+	memfdReason := "exec of a file on an internal mount (a memfd), which no filesystem.exec path covers; " +
+		"past the point where an exec can be refused, so the task got SIGKILL before its first instruction; argv [\"busybox\" \"id\"]"
+
 	tests := []struct {
 		name string
 		rec  []byte
 		want Event
 	}{
+		{"exec from a memfd", memfd(actionNone),
+			with(func(e *Event) {
+				e.Kind, e.Target, e.Path, e.Verdict = audit.KindExec, "/dev/fd/3", "/dev/fd/3", audit.VerdictDeny
+				e.Args, e.ArgCount, e.Reason = []string{"busybox", "id"}, 2, memfdReason
+			})},
+		{"exec from a memfd, on_violation kill", memfd(actionKill),
+			with(func(e *Event) {
+				e.Kind, e.Target, e.Path, e.Verdict, e.Action = audit.KindExec, "/dev/fd/3", "/dev/fd/3", audit.VerdictDeny, audit.ActionKill
+				e.Args, e.ArgCount, e.Reason = []string{"busybox", "id"}, 2, memfdReason+"; on_violation.exec is kill"
+			})},
 		{"allowed exec", execRecord(t, verdictAllow, actionNone, 0, "/usr/bin/git", "git\x00log\x00\x00", 3, false),
 			with(func(e *Event) {
 				e.Kind, e.Target, e.Path, e.Verdict = audit.KindExec, "/usr/bin/git", "/usr/bin/git", audit.VerdictAllow
@@ -135,6 +156,8 @@ func TestDecodeWatchRefuses(t *testing.T) {
 		"unknown action":      set(exec, 44, 7),
 		"unknown layer":       set(exec, 45, 7),
 		"kill without action": killNoAction,
+		"unknown exec reason": set(exec, 43, 99),
+		"memfd exec allowed":  set(exec, 43, reasonExecInternal),
 	} {
 		if ev, err := decodeRecord(b); err == nil {
 			t.Errorf("%s: decoded %+v", name, ev)

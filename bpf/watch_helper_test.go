@@ -39,11 +39,11 @@ type watchRequest struct {
 
 // watchStep is one syscall the helper makes.
 type watchStep struct {
-	// "exec", "execveat", "open", "openat2", "chdir", "connect", "raw socket", "socket",
-	// "socketpair", "stuck socketpair", "fork"; and where they exist "open(2)", "creat(2)"
+	// "exec", "execveat", "memfd exec", "open", "openat2", "chdir", "connect", "raw socket",
+	// "socket", "socketpair", "stuck socketpair", "fork"; and where they exist "open(2)", "creat(2)"
 	Op    string
-	Path  string   // exec, execveat, open, openat2, chdir, open(2), creat(2)
-	Args  []string // exec, execveat
+	Path  string   // exec, execveat, memfd exec (the file copied into the memfd), open, openat2, chdir, open(2), creat(2)
+	Args  []string // exec, execveat, memfd exec
 	Flags int      // open, openat2
 	Addr  string   // connect: "127.0.0.1:port"
 	// socket, socketpair: the raw arguments.
@@ -102,6 +102,8 @@ func (s watchStep) run() error {
 		return syscall.Exec(s.Path, s.Args, os.Environ())
 	case "execveat":
 		return execveat(s.Path, s.Args)
+	case "memfd exec":
+		return memfdExec(s.Path, s.Args)
 	case "open":
 		fd, err := unix.Open(s.Path, s.Flags, 0o600)
 		if err == nil {
@@ -242,4 +244,29 @@ func (c *execCmd) run(t *testing.T) int {
 		t.Fatalf("%s: status %v", c.path, ws)
 	}
 	return pid
+}
+
+// memfdExecFD is the descriptor memfdExec runs the memfd from, so that the
+// kernel names the program /dev/fd/100.
+const memfdExecFD = 100
+
+// memfdExec copies the file at path into a memfd and executes the memfd
+// (execveat with AT_EMPTY_PATH): a program that is in no directory.
+func memfdExec(path string, args []string) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	fd, err := unix.MemfdCreate("payload", unix.MFD_CLOEXEC)
+	if err != nil {
+		return fmt.Errorf("memfd_create: %w", err)
+	}
+	defer unix.Close(fd)
+	if _, err := unix.Write(fd, b); err != nil {
+		return fmt.Errorf("write memfd: %w", err)
+	}
+	if err := unix.Dup3(fd, memfdExecFD, unix.O_CLOEXEC); err != nil {
+		return fmt.Errorf("dup memfd: %w", err)
+	}
+	return execveatFD(memfdExecFD, "", args, unix.AT_EMPTY_PATH)
 }

@@ -217,6 +217,33 @@ on_violation: deny
 			t.Errorf("allowed exec: data %s, want exit_code 7", r.Data)
 		}
 	})
+	t.Run("exec from a memfd", func(t *testing.T) {
+		// A copy of an allowed program, run from a memfd: in no directory,
+		// so in no filesystem.exec path. Landlock lets it through; the BPF
+		// LSM refuses it (EPERM) where it is active, else the exec watch
+		// kills the child before the copy runs (on_violation.exec is deny
+		// here, so the server lives on).
+		r := h.attempt(t, "exec_memfd", map[string]any{"path": suite.hostile, "args": []string{"exit", "7"}})
+		want := "SIGKILL"
+		if lsmActive() {
+			want = "EPERM"
+		}
+		expectDenied(t, r, want)
+		ev, ok := waitForEvent(t, h.auditLog, func(e audit.Event) bool {
+			return e.Kind == audit.KindExec && e.Verdict == audit.VerdictDeny && strings.HasPrefix(e.Target, map[string]string{
+				"SIGKILL": "/proc/self/fd/", "EPERM": "/memfd:payload"}[want])
+		})
+		if !ok {
+			t.Fatalf("no deny event for the exec from a memfd in %s", h.auditLog)
+		}
+		if want == "SIGKILL" && (ev.Layer != audit.LayerBPF || !strings.Contains(ev.Reason, "internal mount (a memfd)")) {
+			t.Errorf("event %+v: want the exec watch's refusal of an exec from a memfd", ev)
+		}
+		if want == "EPERM" && ev.Layer != audit.LayerBPFLSM {
+			t.Errorf("event %+v: want the BPF LSM's refusal", ev)
+		}
+		expectAllowed(t, h.attempt(t, "self", nil)) // the server is still there
+	})
 	t.Run("tcp connect to a port not in egress", func(t *testing.T) {
 		expectDenied(t, h.attempt(t, "tcp_connect", map[string]any{"addr": denied.Addr().String()}), "EACCES", "EPERM")
 		expectAllowed(t, h.attempt(t, "tcp_connect", map[string]any{"addr": allowed.Addr().String()}))
