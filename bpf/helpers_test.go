@@ -42,7 +42,7 @@ func TestMain(m *testing.M) {
 
 // attempt is one network operation the helper makes.
 type attempt struct {
-	Op     string // "connect", "sendto", "socket"
+	Op     string // "connect", "sendto", "fastopen" (TCP sendto with MSG_FASTOPEN), "socket"
 	Addr   string // "127.0.0.1:80", "[::1]:80", a UNIX socket path or "@abstract"
 	Domain int    // socket: family, type, protocol
 	Type   int
@@ -102,8 +102,13 @@ func (a attempt) run() error {
 		return fmt.Errorf("socket: %w", err)
 	}
 	defer unix.Close(fd)
-	if a.Op == "sendto" {
+	switch a.Op {
+	case "sendto":
 		return unix.Sendto(fd, []byte("x"), 0, sa)
+	case "fastopen":
+		// TCP Fast Open: sendto connects, without connect(2), and carries
+		// data in the SYN.
+		return unix.Sendto(fd, []byte("x"), unix.MSG_FASTOPEN, sa)
 	}
 	return unix.Connect(fd, sa)
 }

@@ -132,6 +132,11 @@ func TestNetworkEnforcement(t *testing.T) {
 		{"IPv6 loopback", attempt{Op: "connect", Addr: fmt.Sprintf("[::1]:%d", allowed)}, "EPERM",
 			audit.KindConnect, fmt.Sprintf("[::1]:%d/tcp", allowed)},
 		{"IPv6 loopback on its allowed port", attempt{Op: "connect", Addr: fmt.Sprintf("[::1]:%d", allowed6)}, "ok", "", ""},
+		// sendto with MSG_FASTOPEN connects without connect(2): the cgroup
+		// hook sees it (tcp_v4_pre_connect), where Landlock's does not.
+		{"TCP Fast Open to another port", attempt{Op: "fastopen", Addr: fmt.Sprintf("127.0.0.1:%d", other)}, "EPERM",
+			audit.KindConnect, fmt.Sprintf("127.0.0.1:%d/tcp", other)},
+		{"TCP Fast Open to the allowed port", attempt{Op: "fastopen", Addr: fmt.Sprintf("127.0.0.1:%d", allowed)}, "ok", "", ""},
 		{"v4-mapped other address", attempt{Op: "connect", Addr: fmt.Sprintf("[::ffff:127.0.0.2]:%d", allowed)}, "EPERM",
 			audit.KindConnect, fmt.Sprintf("[::ffff:127.0.0.2]:%d/tcp", allowed)},
 		{"v4-mapped allowed address", attempt{Op: "connect", Addr: fmt.Sprintf("[::ffff:127.0.0.1]:%d", allowed)}, "ok", "", ""},

@@ -77,6 +77,24 @@ func TestUnprivilegedRunDegradedKeepsLandlock(t *testing.T) {
 		t.Errorf("read of %s inside the profile: exit %d, ok=%v errno=%q\nstderr:\n%s", filepath.Base(allowed), ok.code, r.OK, r.Errno, ok.stderr)
 	}
 
+	t.Run("TCP Fast Open", func(t *testing.T) {
+		// sendto(MSG_FASTOPEN) connects without connect(2), where Landlock's
+		// TCP rules never look (landlock-lsm/linux#41). With no eBPF layer
+		// in this mode, the seccomp deny-list is what refuses it.
+		ln := listenLoopback(t)
+		out := spec.run(t, nil, suite.hostile, "attempt", "tcp_fastopen", ln.Addr().String())
+		if r := decodeAttempt(t, out.stdout); r.OK || r.Errno != "EPERM" {
+			t.Errorf("TCP Fast Open to %s: ok=%v errno=%q (%s), want EPERM from seccomp\nstderr:\n%s", ln.Addr(), r.OK, r.Errno, r.Detail, out.stderr)
+		}
+		if n := ln.accepted.Load(); n != 0 {
+			t.Errorf("the listener outside the profile accepted %d connections", n)
+		}
+		if !findEvent(out.events, func(e audit.Event) bool {
+			return e.Kind == audit.KindSyscall && e.Target == "sendto" && e.Layer == audit.LayerSeccomp && e.Verdict == audit.VerdictDeny
+		}) {
+			t.Errorf("no seccomp event for the refused sendto:\n%s", formatEvents(out.events))
+		}
+	})
 	t.Run("signal scope", func(t *testing.T) {
 		// Without a PID namespace the server can name processes outside the
 		// jail; one of its own uid is fair game for kill(2) unless Landlock's

@@ -246,6 +246,8 @@ on_violation: deny
 	})
 	t.Run("tcp connect to a port not in egress", func(t *testing.T) {
 		expectDenied(t, h.attempt(t, "tcp_connect", map[string]any{"addr": denied.Addr().String()}), "EACCES", "EPERM")
+		// TCP Fast Open connects from sendto, around Landlock's connect rule.
+		expectDenied(t, h.attempt(t, "tcp_fastopen", map[string]any{"addr": denied.Addr().String()}), "EPERM")
 		expectAllowed(t, h.attempt(t, "tcp_connect", map[string]any{"addr": allowed.Addr().String()}))
 		if n := denied.accepted.Load(); n != 0 {
 			t.Errorf("the denied listener accepted %d connections", n)

@@ -130,7 +130,7 @@ func runProbe(p probe) string {
 		cmd := inheritStdio(exec.Command("/nonexistent-mcpjail-probe"))
 		cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: unix.CLONE_NEWUSER}
 		return outcome(cmd.Run())
-	case "connect", "bind":
+	case "connect", "bind", "fastopen":
 		return tcpProbe(p.Op, p.Arg)
 	case "abstract-connect":
 		fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
@@ -212,8 +212,11 @@ func tcpProbe(op, portStr string) string {
 	}
 	defer unix.Close(fd)
 	addr := &unix.SockaddrInet4{Port: port, Addr: [4]byte{127, 0, 0, 1}}
-	if op == "bind" {
+	switch op {
+	case "bind":
 		return outcome(unix.Bind(fd, addr))
+	case "fastopen": // connects from sendto, without connect(2)
+		return outcome(unix.Sendto(fd, []byte("x"), unix.MSG_FASTOPEN, addr))
 	}
 	return outcome(unix.Connect(fd, addr))
 }

@@ -166,6 +166,10 @@ func (f *jailFixture) checks() []check {
 		{"exec outside exec", p("exec", f.path("bin/true-copy")), []string{"EACCES"}, ok},
 		{"connect to an allowed port", p("connect", strconv.Itoa(f.allowedPort)), ok, ok},
 		{"connect to another port", p("connect", strconv.Itoa(f.deniedPort)), []string{"EACCES"}, ok},
+		// TCP Fast Open connects from sendto, where Landlock's connect rule
+		// never looks (landlock-lsm/linux#41): seccomp refuses MSG_FASTOPEN.
+		{"TCP Fast Open to another port", p("fastopen", strconv.Itoa(f.deniedPort)), []string{"EPERM"}, ok},
+		{"TCP Fast Open to an allowed port", p("fastopen", strconv.Itoa(f.allowedPort)), []string{"EPERM"}, ok},
 		{"bind an allowed port", p("bind", strconv.Itoa(f.bindPort)), ok, ok},
 		{"bind another port", p("bind", strconv.Itoa(f.deniedBindPort)), []string{"EACCES"}, ok},
 		{"MPTCP socket", p("mptcp", ""), []string{"EPERM"}, ok},

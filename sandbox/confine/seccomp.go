@@ -145,6 +145,9 @@ func seccompDenyTable() []denyRule {
 				Reason: "Landlock's TCP port rules do not cover MPTCP sockets"},
 			conds: []seccomp.ArgumentConditions{lowWordEquals(2, ipprotoMPTCP)},
 		},
+		fastOpen("sendto", 3),
+		fastOpen("sendmsg", 2),
+		fastOpen("sendmmsg", 3),
 		always("userfaultfd", "stalls the kernel at chosen page faults: a classic exploit primitive"),
 		always("acct", "switches process accounting to a file"),
 		always("swapon", "changes swap devices"),
@@ -157,6 +160,19 @@ func seccompDenyTable() []denyRule {
 		always("lookup_dcookie", "turns kernel directory cookies into paths"),
 		always("name_to_handle_at", "file handles: the first half of the open_by_handle_at escape"),
 		always("open_by_handle_at", "opens files by handle, around every path check (the 'shocker' container escape)"),
+	}
+}
+
+// fastOpen refuses a send with MSG_FASTOPEN (flags are argument flagsArg):
+// on TCP it connects without connect(2), so Landlock's connect rules never
+// see it (landlock-lsm/linux#41); the eBPF cgroup hook does, but a run
+// without the eBPF layer has only Landlock. Nothing needs it: Node, Go and
+// libc never set it unless asked.
+func fastOpen(name string, flagsArg uint32) denyRule {
+	return denyRule{
+		DeniedSyscall: DeniedSyscall{Name: name, When: "flags contain MSG_FASTOPEN", Errno: unix.EPERM, Event: EventNotification,
+			Reason: "TCP Fast Open connects without connect(2), around Landlock's TCP connect rules"},
+		conds: []seccomp.ArgumentConditions{{{Argument: flagsArg, Operation: seccomp.BitsSet, Value: unix.MSG_FASTOPEN}}},
 	}
 }
 
