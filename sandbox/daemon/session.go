@@ -145,6 +145,14 @@ func (d *Daemon) attach(s *session, rec *jailRecord, pidfd *os.File, allowDegrad
 	if err != nil {
 		return nil, err
 	}
+	// Moving a jailed process into a new jail would take it out of its
+	// jail's cgroup: its limits and eBPF policy would be the new profile's.
+	if jail, err := cgroup.JailOf(pid); err != nil || jail != "" {
+		if err == nil {
+			err = fmt.Errorf("pid %d is inside the jail %s: a jailed process cannot start a jail", pid, jail)
+		}
+		return nil, err
+	}
 	e := &entry{rec: rec}
 	e.events = d.newEventLog(e, rec.Server, func(ev audit.Event) { _ = s.c.send(&Reply{V: ProtocolVersion, Event: &ev}) })
 	jail, err := sandbox.NewJail(sandbox.JailSpec{

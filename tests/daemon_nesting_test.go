@@ -1,0 +1,98 @@
+package tests
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/mcpjail/mcpjail/profiles"
+	"github.com/mcpjail/mcpjail/sandbox"
+	"github.com/mcpjail/mcpjail/sandbox/cgroup"
+	"github.com/mcpjail/mcpjail/sandbox/daemon"
+)
+
+// TestDaemonRefusesToJailAJailedProcess: a process inside a jail (here a
+// child born in a jail's cgroup, as a server's child would be) is never
+// moved into a new jail, which would take it out of its own jail's limits
+// and eBPF policy; the same request for a child outside every jail works.
+func TestDaemonRefusesToJailAJailedProcess(t *testing.T) {
+	d := startDaemon(t, listenLoopback(t).port(), "", nil)
+	b := make([]byte, 6)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	jail, _, err := cgroup.Create("e2e-outer-"+hex.EncodeToString(b), profiles.Limits{})
+	if err != nil {
+		t.Fatalf("create the outer jail's cgroup: %v", err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		if err := jail.Remove(ctx); err != nil {
+			t.Errorf("remove the outer jail's cgroup: %v", err)
+		}
+	})
+
+	for _, tc := range []struct {
+		name    string
+		inJail  bool
+		refused bool
+	}{{"child in a jail", true, true}, {"child outside every jail", false, false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			child := exec.Command("sleep", "30")
+			pidfd := -1
+			attr := &syscall.SysProcAttr{PidFD: &pidfd}
+			if tc.inJail {
+				fd, err := jail.OpenV2()
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer fd.Close()
+				attr.UseCgroupFD, attr.CgroupFD = true, int(fd.Fd())
+			}
+			child.SysProcAttr = attr
+			if err := child.Start(); err != nil {
+				t.Fatal(err)
+			}
+			defer func() { _ = child.Process.Kill(); _ = child.Wait() }()
+			defer syscall.Close(pidfd)
+
+			c, err := daemon.Dial(withTimeout(t, 30*time.Second), d.socket)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			instance := make([]byte, 6)
+			if _, err := rand.Read(instance); err != nil {
+				t.Fatal(err)
+			}
+			tmp := t.TempDir()
+			if err := os.Chmod(tmp, 0o700); err != nil { // as mcpjail run makes its private TMPDIR
+				t.Fatal(err)
+			}
+			if _, err := c.Prepare(sandbox.RemoteRequest{Profile: "e2e-deny", Instance: hex.EncodeToString(instance),
+				Workdir: t.TempDir(), TmpDir: tmp}); err != nil {
+				t.Fatalf("prepare: %v", err)
+			}
+			err = c.Attach(pidfd)
+			if tc.refused {
+				if err == nil || !strings.Contains(err.Error(), "a jailed process cannot start a jail") {
+					t.Fatalf("attach of a jailed child: %v, want a refusal", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("attach of a child outside every jail: %v", err)
+			}
+			if err := c.Release(); err != nil {
+				t.Errorf("release: %v", err)
+			}
+		})
+	}
+}
