@@ -262,6 +262,7 @@ on_violation: deny
 			{"bpf", map[string]any{"cmd": "prog_load"}},
 			{"ptrace", nil}, // its own child: allowed to any unconfined process
 			{"io_uring_setup", nil},
+			{"tiocsti", nil}, // stdin is the MCP client's pipe: ENOTTY without the filter
 		} {
 			t.Run(c.name, func(t *testing.T) {
 				expectDenied(t, h.attempt(t, c.name, c.args), "EPERM")

@@ -132,6 +132,8 @@ func runProbe(p probe) string {
 		return outcome(cmd.Run())
 	case "connect", "bind", "fastopen":
 		return tcpProbe(p.Op, p.Arg)
+	case "tiocsti", "tioclinux":
+		return terminalIoctlProbe(p.Op)
 	case "abstract-connect":
 		fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 		if err != nil {
@@ -293,4 +295,24 @@ func freePort(t *testing.T) int {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
+}
+
+// terminalIoctlProbe makes a terminal ioctl on a pipe: the kernel answers
+// ENOTTY, unless the filter refuses the request before any driver sees it.
+func terminalIoctlProbe(op string) string {
+	var fds [2]int
+	if err := unix.Pipe2(fds[:], unix.O_CLOEXEC); err != nil {
+		return outcome(err)
+	}
+	defer unix.Close(fds[0])
+	defer unix.Close(fds[1])
+	req, arg := uintptr(unix.TIOCSTI), byte('#')
+	if op == "tioclinux" {
+		req, arg = unix.TIOCLINUX, 0
+	}
+	_, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(fds[0]), req, uintptr(unsafe.Pointer(&arg)))
+	if errno != 0 {
+		return outcome(errno)
+	}
+	return "OK"
 }

@@ -180,6 +180,8 @@ func (f *jailFixture) checks() []check {
 		{"unshare(CLONE_NEWUSER)", p("unshare-newuser", ""), []string{"EPERM"}, []string{"EINVAL"}},
 		{"clone(CLONE_NEWUSER)", p("clone-newuser", ""), []string{"EPERM"}, []string{"ENOENT"}},
 		{"clone3", p("clone3", ""), []string{"ENOSYS"}, []string{"EINVAL"}},
+		{"TIOCSTI (types into the terminal)", p("tiocsti", ""), []string{"EPERM"}, []string{"ENOTTY"}},
+		{"TIOCLINUX", p("tioclinux", ""), []string{"EPERM"}, []string{"ENOTTY"}},
 		{"signal a process outside the jail", p("kill", strconv.Itoa(f.outsidePid)), []string{"EPERM"}, ok},
 		{"connect to an abstract socket outside the jail", p("abstract-connect", f.abstractName), []string{"EPERM"}, ok},
 	}

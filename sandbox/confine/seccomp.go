@@ -145,6 +145,12 @@ func seccompDenyTable() []denyRule {
 				Reason: "Landlock's TCP port rules do not cover MPTCP sockets"},
 			conds: []seccomp.ArgumentConditions{lowWordEquals(2, ipprotoMPTCP)},
 		},
+		{
+			DeniedSyscall: DeniedSyscall{Name: "ioctl", When: "request is TIOCSTI or TIOCLINUX", Errno: unix.EPERM, Event: EventNotification,
+				Reason: "TIOCSTI types into the terminal the server shares with the operator, whose shell reads it after the server exits (CVE-2017-5226); TIOCLINUX reaches the console"},
+			// ioctl's request is an unsigned int, argument 1.
+			conds: []seccomp.ArgumentConditions{lowWordEquals(1, unix.TIOCSTI), lowWordEquals(1, unix.TIOCLINUX)},
+		},
 		fastOpen("sendto", 3),
 		fastOpen("sendmsg", 2),
 		fastOpen("sendmmsg", 3),
