@@ -24,10 +24,19 @@ func InitMain() {
 	os.Exit(code)
 }
 
+// closeRangeCloexec is CLOSE_RANGE_CLOEXEC of <linux/close_range.h> (5.11),
+// which x/sys/unix does not export.
+const closeRangeCloexec = 1 << 2
+
 func initMain() (int, error) {
-	// Inherited descriptors must not reach the server.
-	unix.CloseOnExec(lifelineFD)
-	unix.CloseOnExec(notifyFD)
+	// Only stdin, stdout and stderr reach the server. A descriptor the MCP
+	// client (or a shell) leaked to mcpjail without close-on-exec would give
+	// the server a file or socket that no rule of the jail governs: Landlock
+	// checks paths at open, not descriptors opened outside. Every kernel
+	// with Landlock has close_range's CLOEXEC flag; without it, refuse.
+	if err := unix.CloseRange(3, ^uint(0)>>32, closeRangeCloexec); err != nil {
+		return ExitRefused, fmt.Errorf("init: mark inherited descriptors close-on-exec: %w", err)
+	}
 	specFile := os.NewFile(specFD, "init-spec")
 	spec, err := readInitSpec(specFile)
 	specFile.Close()

@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -163,4 +164,45 @@ func runAndSignal(t *testing.T, spec jailSpec, ready string, argv ...string) (in
 		t.Fatalf("mcpjail exited (%d) but its stdout is still open: a process of the run survived\nstderr:\n%s", code, stderr.String())
 	}
 	return 0, "", ""
+}
+
+// TestOnlyStdioReachesTheServer: a descriptor mcpjail inherited without
+// close-on-exec (an MCP client or a shell leaking an open file) must not
+// reach the server, which could read through it what its profile forbids:
+// Landlock checks a path when it is opened, and this file was opened
+// outside. The same attempt bare reads the file, so the fixture can.
+func TestOnlyStdioReachesTheServer(t *testing.T) {
+	requireRoot(t)
+	secret := writeFile(t, t.TempDir(), "secret.txt", "SECRET OUTSIDE THE PROFILE\n", 0o600)
+	profile := hostileProfileFile(t, "e2e-fds", hostileExecProfile)
+	for _, jailed := range []bool{false, true} {
+		f, err := os.Open(secret)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// fd 7, as a shell's 7<file leaks it; mcpjail's own pipes to its init
+		// step take 3 to 5, which would hide a leak of those.
+		argv := []string{suite.hostile, "attempt", "read_fd", "7"}
+		var cmd *exec.Cmd
+		if jailed {
+			cmd, _ = jailSpec{profile: profile}.command(t, withTimeout(t, time.Minute), argv...)
+		} else {
+			cmd = exec.CommandContext(withTimeout(t, time.Minute), argv[0], argv[1:]...)
+		}
+		cmd.ExtraFiles = []*os.File{3: nil, 4: f} // fd 7, without close-on-exec
+		var stdout, stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		err = cmd.Run()
+		f.Close()
+		if err != nil {
+			t.Fatalf("jailed=%v: %v\nstderr:\n%s", jailed, err, stderr.String())
+		}
+		r := decodeAttempt(t, stdout.String())
+		switch {
+		case !jailed && (!r.OK || !strings.Contains(r.Detail, "SECRET")):
+			t.Fatalf("bare read of fd 7: ok=%v errno=%q: the control does not read the file", r.OK, r.Errno)
+		case jailed && (r.OK || r.Errno != "EBADF"):
+			t.Errorf("jailed read of fd 7: ok=%v errno=%q (%.40s), want EBADF: the inherited descriptor reached the server", r.OK, r.Errno, r.Detail)
+		}
+	}
 }
