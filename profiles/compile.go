@@ -132,7 +132,49 @@ func (c *compiler) filesystem() Filesystem {
 			}
 		}
 	}
+	c.checkBreadth(c.p.fs.read, "filesystem.read", read)
+	c.checkBreadth(c.p.fs.exec, "filesystem.exec", exec)
+	c.checkBreadth(c.p.fs.write, "filesystem.write", write)
 	return Filesystem{Read: sortedPaths(read), Write: sortedPaths(write), Exec: sortedPaths(exec), Deny: sortedPaths(deny)}
+}
+
+// systemDirs are what no write rule may cover, whole: a server that can
+// write one of them can change what the host runs (a cron job, a unit, a
+// shell's startup file, a library), and as root without capabilities it
+// still owns their root-owned files.
+var systemDirs = []string{"/bin", "/boot", "/dev", "/etc", "/home", "/lib", "/lib32", "/lib64", "/libx32",
+	"/opt", "/proc", "/root", "/run", "/sbin", "/srv", "/sys", "/usr", "/var"}
+
+// checkBreadth refuses a rule that expands to the whole filesystem, and a
+// write rule that covers a system directory whole. The usual way in is a
+// variable: an MCP client that starts servers from / makes ${WORKDIR} /.
+func (c *compiler) checkBreadth(raws []pathValue, where string, paths []located) {
+	for _, l := range paths {
+		raw := ""
+		for _, pv := range raws {
+			if pv.at == l.at {
+				raw = pv.raw
+			}
+		}
+		hint := ""
+		if strings.Contains(raw, "${"+varWorkdir+"}") {
+			hint = "; pass --workdir with the directory the server is for"
+		}
+		if l.path == "/" {
+			c.at(l.at, "%s %q expands to /, the whole filesystem%s", where, raw, hint)
+			continue
+		}
+		if where != "filesystem.write" {
+			continue
+		}
+		for _, d := range systemDirs {
+			if within(d, l.path) {
+				c.at(l.at, "%s %q expands to %s, which would let the server rewrite all of %s: write rules may not cover a system directory whole (%s)%s",
+					where, raw, l.path, d, strings.Join(systemDirs, " "), hint)
+				break
+			}
+		}
+	}
 }
 
 // within reports whether path is dir or lies beneath it; both are clean.

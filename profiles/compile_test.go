@@ -132,6 +132,19 @@ func TestCompileErrors(t *testing.T) {
 			[]string{`5:10: exec path /srv/project/bin lies inside denied path /srv (line 6)`}},
 		{"deny root", "filesystem:\n  read: [/usr]\n  deny: [/]\n", realisticVars,
 			[]string{`5:10: read path /usr lies inside denied path / (line 6)`}},
+		// An MCP client that starts servers from / makes the default workdir /.
+		{"workdir / in write", "filesystem:\n  write: [\"${WORKDIR}\"]\n", Vars{Home: "/h", Workdir: "/", TmpDir: "/t"},
+			[]string{`5:11: filesystem.write "${WORKDIR}" expands to /, the whole filesystem; pass --workdir with the directory the server is for`}},
+		{"workdir / in read", "filesystem:\n  read: [\"${WORKDIR}\"]\n", Vars{Home: "/h", Workdir: "/", TmpDir: "/t"},
+			[]string{`5:10: filesystem.read "${WORKDIR}" expands to /, the whole filesystem; pass --workdir`}},
+		{"exec /", "filesystem:\n  exec: [/]\n", realisticVars,
+			[]string{`5:10: filesystem.exec "/" expands to /, the whole filesystem`}},
+		{"write /etc", "filesystem:\n  write: [/etc/]\n", realisticVars,
+			[]string{`5:11: filesystem.write "/etc/" expands to /etc, which would let the server rewrite all of /etc`}},
+		{"workdir /var in write", "filesystem:\n  write: [\"${WORKDIR}\"]\n", Vars{Home: "/h", Workdir: "/var", TmpDir: "/t"},
+			[]string{`5:11: filesystem.write "${WORKDIR}" expands to /var, which would let the server rewrite all of /var`}},
+		{"home parent in write", "filesystem:\n  write: [\"${HOME}/..\"]\n", Vars{Home: "/home/alice", Workdir: "/w", TmpDir: "/t"},
+			[]string{`5:11: filesystem.write "${HOME}/.." expands to /home, which would let the server rewrite all of /home`}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -141,6 +154,16 @@ func TestCompileErrors(t *testing.T) {
 			}
 			assertErrors(t, err, tt.want...)
 		})
+	}
+}
+
+// TestNarrowSystemPathsAreFine: a write rule inside a system directory, or
+// a read rule on one, is a profile's business; only covering one whole for
+// writing (or / for anything) is refused.
+func TestNarrowSystemPathsAreFine(t *testing.T) {
+	body := "filesystem:\n  read: [/etc, /usr, /home]\n  write: [/etc/myapp, /var/lib/myapp, /var/tmp, /dev/null, \"${WORKDIR}\"]\n"
+	if _, err := mustParse(t, body).Compile(Vars{Home: "/home/alice", Workdir: "/home/alice/project", TmpDir: "/t"}); err != nil {
+		t.Fatal(err)
 	}
 }
 
