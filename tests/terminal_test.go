@@ -51,23 +51,27 @@ func TestServerCannotTypeIntoTheTerminal(t *testing.T) {
 	profile := writeProfile(t, t.TempDir(), "e2e-terminal", fmt.Sprintf("filesystem:\n  exec: [%q]\n", suite.hostile))
 	for _, tc := range []struct {
 		name  string
-		argv  []string
+		jail  bool
 		errno string
-	}{
-		{"bare", []string{suite.hostile, "attempt", "tiocsti"}, ""},
-		{"jailed", []string{suite.mcpjail, "run", "--profile", profile, "--", suite.hostile, "attempt", "tiocsti"}, "EPERM"},
-	} {
+	}{{"bare", false, ""}, {"jailed", true, "EPERM"}} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, slave := openPTY(t)
-			cmd := exec.CommandContext(withTimeout(t, 30*time.Second), tc.argv[0], tc.argv[1:]...)
+			ctx := withTimeout(t, 30*time.Second)
+			argv := []string{suite.hostile, "attempt", "tiocsti"}
+			var cmd *exec.Cmd
+			if tc.jail {
+				cmd, _ = jailSpec{profile: profile}.command(t, ctx, argv...)
+			} else {
+				cmd = exec.CommandContext(ctx, argv[0], argv[1:]...)
+				cmd.Env = defaultClientEnv()
+			}
 			var out, errOut bytes.Buffer
 			// The terminal is the child's stdin and controlling terminal, in a
 			// session of its own: as for a shell's foreground command.
 			cmd.Stdin, cmd.Stdout, cmd.Stderr = slave, &out, &errOut
 			cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
-			cmd.Env = defaultClientEnv()
 			if err := cmd.Run(); err != nil {
-				t.Fatalf("%v: %v\n%s", tc.argv, err, errOut.String())
+				t.Fatalf("%v: %v\n%s", cmd.Args, err, errOut.String())
 			}
 			r := decodeAttempt(t, out.String())
 			if tc.errno == "" && !r.OK {

@@ -107,3 +107,29 @@ func syncString(l *Log, b *bytes.Buffer) string {
 	defer l.mu.Unlock()
 	return b.String()
 }
+
+// TestOpenRefusesASymlink: a symlink planted at the audit log's path (say
+// in /tmp) must not redirect the writes of a root mcpjail.
+func TestOpenRefusesASymlink(t *testing.T) {
+	dir := t.TempDir()
+	target := filepath.Join(dir, "target")
+	if err := os.WriteFile(target, []byte("precious\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(dir, "audit.jsonl")
+	if err := os.Symlink(target, link); err != nil {
+		t.Fatal(err)
+	}
+	if l, err := Open(Server{Name: "t"}, nil, link); err == nil {
+		l.Close()
+		t.Fatal("Open followed a symlink")
+	}
+	if b, _ := os.ReadFile(target); string(b) != "precious\n" {
+		t.Errorf("the symlink's target changed: %q", b)
+	}
+	l, err := Open(Server{Name: "t"}, nil, filepath.Join(dir, "real.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Close()
+}

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -26,11 +27,13 @@ type Log struct {
 
 // Open returns a Log for one server. human may be nil (no human lines);
 // jsonPath may be empty (no JSON log). The JSON log is opened for append and
-// created 0600: it names paths and addresses a server touched.
+// created 0600: it names paths and addresses a server touched. As for the
+// daemon's file (rotate.go), a symlink at the path is refused (O_NOFOLLOW):
+// one planted in /tmp must not redirect root's writes.
 func Open(server Server, human io.Writer, jsonPath string) (*Log, error) {
 	l := &Log{server: server, human: human, now: time.Now, repeats: map[repeatKey]*pendingRepeat{}}
 	if jsonPath != "" {
-		f, err := os.OpenFile(jsonPath, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+		f, err := os.OpenFile(jsonPath, os.O_WRONLY|os.O_APPEND|os.O_CREATE|syscall.O_NOFOLLOW, 0o600)
 		if err != nil {
 			return nil, fmt.Errorf("open audit log %s: %w", jsonPath, err)
 		}

@@ -2,12 +2,16 @@
 # PID 1 of the test VM (tests/vm/run.sh puts it at /init of the initramfs).
 # It mounts what a systemd host has (a pure cgroup v2 hierarchy with the
 # memory, pids and cpu controllers enabled for children, bpffs, tracefs,
-# securityfs, a tmpfs /tmp), runs the test binaries listed in /vm/tests, prints
+# securityfs, devpts, a tmpfs /tmp), runs the test binaries listed in /vm/tests, prints
 # one result marker line per binary and one for the run, and powers off.
 export PATH=/usr/bin:/usr/sbin HOME=/root LANG=C.UTF-8
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
+# Pseudo-terminals (the terminal test opens one), as on any host.
+mkdir -p /dev/pts
+mount -t devpts -o ptmxmode=0666 devpts /dev/pts
+[ -e /dev/ptmx ] || ln -s pts/ptmx /dev/ptmx
 mount -t tmpfs -o mode=1777 tmpfs /tmp
 mount -t cgroup2 -o nsdelegate cgroup2 /sys/fs/cgroup
 mount -t bpf -o mode=0700 bpffs /sys/fs/bpf
