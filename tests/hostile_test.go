@@ -248,6 +248,9 @@ on_violation: deny
 		expectDenied(t, h.attempt(t, "tcp_connect", map[string]any{"addr": denied.Addr().String()}), "EACCES", "EPERM")
 		// TCP Fast Open connects from sendto, around Landlock's connect rule.
 		expectDenied(t, h.attempt(t, "tcp_fastopen", map[string]any{"addr": denied.Addr().String()}), "EPERM")
+		// A listener on a port the kernel picks would send to whoever
+		// connects; the profile lists no network.bind port.
+		expectDenied(t, h.attempt(t, "tcp_listen", nil), "EPERM")
 		expectAllowed(t, h.attempt(t, "tcp_connect", map[string]any{"addr": allowed.Addr().String()}))
 		if n := denied.accepted.Load(); n != 0 {
 			t.Errorf("the denied listener accepted %d connections", n)

@@ -134,6 +134,13 @@ func runProbe(p probe) string {
 		return tcpProbe(p.Op, p.Arg)
 	case "tiocsti", "tioclinux":
 		return terminalIoctlProbe(p.Op)
+	case "listen": // without bind: the kernel picks the port
+		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			return outcome(err)
+		}
+		defer unix.Close(fd)
+		return outcome(unix.Listen(fd, 1))
 	case "abstract-connect":
 		fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 		if err != nil {

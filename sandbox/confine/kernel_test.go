@@ -300,3 +300,34 @@ func TestDegradedAppliesWhatExists(t *testing.T) {
 		t.Errorf("read outside, connect elsewhere, nnp = %s; want EACCES OK 1", got)
 	}
 }
+
+// TestListenNeedsABindRule: listen(2) on a socket without bind(2) takes a
+// port the kernel picks, which Landlock's bind rules never see, and an
+// accepted connection sends to whoever connected. A profile without any
+// network.bind port gets no listen at all; one with bind ports keeps it.
+func TestListenNeedsABindRule(t *testing.T) {
+	requireLandlock(t, 6)
+	f := newJailFixture(t)
+	for _, tc := range []struct {
+		name  string
+		binds bool
+		want  string
+	}{{"no bind ports", false, "EPERM"}, {"bind ports listed", true, "OK"}} {
+		t.Run(tc.name, func(t *testing.T) {
+			pol := f.policy
+			if !tc.binds {
+				pol.Network.Bind = nil
+			}
+			reply := runHelper(t, helperRequest{Spec: Spec{Policy: pol}, Probes: []probe{{Op: "listen"}}})
+			if reply.ApplyErr != "" {
+				t.Fatalf("Apply: %s", reply.ApplyErr)
+			}
+			if reply.Results[0] != tc.want {
+				t.Errorf("listen without bind: %s, want %s", reply.Results[0], tc.want)
+			}
+		})
+	}
+	if len(f.policy.Network.Bind) == 0 {
+		t.Fatal("the fixture's policy lists no bind port: the second case proves nothing")
+	}
+}

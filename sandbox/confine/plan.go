@@ -136,7 +136,8 @@ func buildPlan(spec Spec, k kernelFacts) (*Plan, error) {
 }
 
 func (p *Plan) planSeccomp() error {
-	prog, err := seccompProgram(false) // also refuses unsupported architectures
+	binds := len(p.spec.Policy.Network.Bind) > 0
+	prog, err := seccompProgram(false, binds) // also refuses unsupported architectures
 	if err != nil {
 		return err
 	}
@@ -151,7 +152,7 @@ func (p *Plan) planSeccomp() error {
 			"): bpf, ptrace, mount and the rest of the deny-list are refused without an event")
 		return nil
 	}
-	if p.seccompNotifyProg, err = seccompProgram(true); err != nil {
+	if p.seccompNotifyProg, err = seccompProgram(true, binds); err != nil {
 		return err
 	}
 	p.SeccompEvents = true

@@ -49,6 +49,8 @@ const (
 type denyRule struct {
 	DeniedSyscall
 	conds []seccomp.ArgumentConditions
+	// withoutBind: only for a profile that lists no network.bind port.
+	withoutBind bool
 }
 
 const (
@@ -150,6 +152,11 @@ func seccompDenyTable() []denyRule {
 				Reason: "TIOCSTI types into the terminal the server shares with the operator, whose shell reads it after the server exits (CVE-2017-5226); TIOCLINUX reaches the console"},
 			// ioctl's request is an unsigned int, argument 1.
 			conds: []seccomp.ArgumentConditions{lowWordEquals(1, unix.TIOCSTI), lowWordEquals(1, unix.TIOCLINUX)},
+		},
+		{
+			DeniedSyscall: DeniedSyscall{Name: "listen", When: "the profile lists no network.bind port", Errno: unix.EPERM, Event: EventNotification,
+				Reason: "listen without bind takes a port the kernel picks, which Landlock's bind rules never see; a connection accepted there sends to whoever connected, outside network.egress"},
+			withoutBind: true,
 		},
 		fastOpen("sendto", 3),
 		fastOpen("sendmsg", 2),
@@ -306,7 +313,10 @@ func nativeArch() (*arch.Info, error) {
 // not the native one, which would let a 64-bit process bypass the list with
 // 32-bit compat system calls (int 0x80 on x86_64). The prologue added here
 // kills the process instead. x32 calls are refused (ENOSYS) by the library.
-func seccompProgram(notify bool) ([]bpf.Instruction, error) {
+//
+// bindsListed says the profile lists network.bind ports: the rules for
+// profiles without any (listen) are then left out.
+func seccompProgram(notify, bindsListed bool) ([]bpf.Instruction, error) {
 	native, err := nativeArch()
 	if err != nil {
 		return nil, err
@@ -318,6 +328,9 @@ func seccompProgram(notify bool) ([]bpf.Instruction, error) {
 	perm := seccomp.SyscallGroup{Action: seccomp.ActionErrno | seccomp.Action(unix.EPERM)}
 	nosys := seccomp.SyscallGroup{Action: seccomp.ActionErrno | seccomp.Action(unix.ENOSYS)}
 	for _, r := range seccompDenyTable() {
+		if r.withoutBind && bindsListed {
+			continue
+		}
 		g := &perm
 		switch {
 		case r.Errno == unix.ENOSYS:

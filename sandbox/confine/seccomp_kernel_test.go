@@ -17,7 +17,7 @@ func seccompOnly() error {
 	if err := setNoNewPrivs(); err != nil {
 		return err
 	}
-	prog, err := seccompProgram(false)
+	prog, err := seccompProgram(false, false)
 	if err != nil {
 		return err
 	}

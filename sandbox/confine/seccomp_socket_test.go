@@ -33,7 +33,7 @@ func socketRefusal(syscallName string, family, typ, protocol uint64) bool {
 // socketFilter returns a function running the deny-list's filter on one
 // socket or socketpair call.
 func socketFilter(t testing.TB) func(name string, family, typ, protocol uint64) uint32 {
-	prog, err := seccompProgram(false)
+	prog, err := seccompProgram(false, false)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -42,7 +42,7 @@ func runFilter(t *testing.T, vm *bpf.VM, data []byte) uint32 {
 }
 
 func TestSeccompFilterDecisions(t *testing.T) {
-	prog, err := seccompProgram(false)
+	prog, err := seccompProgram(false, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -138,7 +138,7 @@ func TestSeccompFilterDecisions(t *testing.T) {
 // hands the calls reported by notification to the supervisor and answers
 // the rest itself, exactly as the errno filter does.
 func TestSeccompNotifyFilterDecisions(t *testing.T) {
-	prog, err := seccompProgram(true)
+	prog, err := seccompProgram(true, false)
 	if err != nil {
 		t.Fatal(err)
 	}
