@@ -197,6 +197,14 @@ on_violation: {network: kill}
 	defer cancel()
 	// The call may report a stalled write or fail as the server dies under it.
 	_, _ = h.CallTool(ctx, &mcp.CallToolParams{Name: "tcp_stream", Arguments: map[string]any{"addr": sink.Addr().String(), "bytes": 1 << 20}})
+	// The kill comes from user space after the budget event (a cgroup_skb
+	// program cannot signal), while 1 MiB can fit in the socket's send
+	// buffer and the call return first: wait for the kill before closing
+	// the session, or a slow machine (the VM under TCG) ends the server
+	// normally in between.
+	if _, ok := waitForEvent(t, h.auditLog, func(e audit.Event) bool { return e.Kind == audit.KindKill }); !ok {
+		t.Errorf("no kill event within the wait; events:\n%s", formatEvents(readEvents(t, h.auditLog)))
+	}
 	if code := h.close(t); code != 137 {
 		t.Errorf("exit status %d, want 137 (killed over budget)\nstderr:\n%s", code, h.stderr.String())
 	}
