@@ -133,3 +133,30 @@ func TestOpenRefusesASymlink(t *testing.T) {
 	}
 	l.Close()
 }
+
+// TestLineEscapesWhatTheServerChose: a path a server opened can hold a
+// newline (a forged line), terminal escape sequences or a bidirectional
+// override; the human line shows them escaped, and plain Unicode as is.
+func TestLineEscapesWhatTheServerChose(t *testing.T) {
+	e := Event{Server: Server{Name: "fs"}, Kind: KindOpen, Verdict: VerdictDeny, Layer: LayerLandlock, PID: 7, Comm: "c\x1b[2Jat",
+		Target: "/root/e\x1b]52;c;cHduZWQ=\x07x\nmcpjail: fs exit: server exited with code 0",
+		Reason: "openat refused \u202eevil\xff, wörld"}
+	line := e.Line()
+	for _, bad := range []string{"\x1b", "\x07", "\n", "\u202e", "\xff"} {
+		if strings.Contains(line, bad) {
+			t.Errorf("line %q holds %q unescaped", line, bad)
+		}
+	}
+	for _, want := range []string{`/root/e\x1b]52;c;cHduZWQ=\ax\nmcpjail: fs exit`, `(pid 7 c\x1b[2Jat)`, `\u202eevil\xff, wörld`} {
+		if !strings.Contains(line, want) {
+			t.Errorf("line %q lacks %q", line, want)
+		}
+	}
+	plain := Event{Server: Server{Name: "fs"}, Kind: KindOpen, Target: "/data/wörld 文件.txt", Verdict: VerdictAllow}
+	if got := printable("a\xffb\x1bc"); got != `a\xffb\x1bc` {
+		t.Errorf("printable = %q, want one backslash per escape", got)
+	}
+	if got := plain.Line(); got != "fs open /data/wörld 文件.txt" {
+		t.Errorf("plain line = %q", got)
+	}
+}

@@ -5,8 +5,11 @@ package audit
 import (
 	"encoding/json"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 )
 
 // Kind is what happened.
@@ -113,12 +116,15 @@ func (e Event) MarshalJSON() ([]byte, error) {
 	}{Time: e.Time.UTC().Format(time.RFC3339Nano), plain: plain(e)})
 }
 
-// Line renders the event as one concise human line (without the "mcpjail:" prefix).
+// Line renders the event as one concise human line (without the "mcpjail:"
+// prefix). What a server chooses (paths, argv, its comm) is shown with its
+// control characters escaped: a file name holding a newline would forge a
+// line, and one holding escape sequences would reach the operator's terminal.
 func (e Event) Line() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s %s", e.Server.Name, e.Kind)
+	fmt.Fprintf(&b, "%s %s", printable(e.Server.Name), e.Kind)
 	if e.Target != "" {
-		fmt.Fprintf(&b, " %s", e.Target)
+		fmt.Fprintf(&b, " %s", printable(e.Target))
 	}
 	if e.Verdict != VerdictAllow {
 		fmt.Fprintf(&b, " %s by %s", e.Verdict, e.Layer)
@@ -129,7 +135,7 @@ func (e Event) Line() string {
 	if e.PID != 0 {
 		fmt.Fprintf(&b, " (pid %d", e.PID)
 		if e.Comm != "" {
-			fmt.Fprintf(&b, " %s", e.Comm)
+			fmt.Fprintf(&b, " %s", printable(e.Comm))
 		}
 		if e.ChildPID != 0 {
 			fmt.Fprintf(&b, ", child %d", e.ChildPID)
@@ -140,7 +146,37 @@ func (e Event) Line() string {
 		fmt.Fprintf(&b, " x%d", e.Count)
 	}
 	if e.Reason != "" {
-		fmt.Fprintf(&b, ": %s", e.Reason)
+		fmt.Fprintf(&b, ": %s", printable(e.Reason))
+	}
+	return b.String()
+}
+
+// printable returns s with every rune that is not printable (control
+// characters, bidirectional overrides, invalid UTF-8) escaped Go-style.
+func printable(s string) string {
+	clean := true
+	for _, r := range s {
+		if r == utf8.RuneError || (!unicode.IsPrint(r) && r != ' ') {
+			clean = false
+			break
+		}
+	}
+	if clean {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); {
+		r, size := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && size <= 1:
+			fmt.Fprintf(&b, `\x%02x`, s[i])
+		case unicode.IsPrint(r) || r == ' ':
+			b.WriteString(s[i : i+size])
+		default:
+			q := strconv.QuoteRuneToASCII(r) // '\n', '\x1b', '\u202e'
+			b.WriteString(q[1 : len(q)-1])
+		}
+		i += size
 	}
 	return b.String()
 }
