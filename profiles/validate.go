@@ -37,6 +37,12 @@ var (
 	sizeRE = regexp.MustCompile(`^([0-9]{1,19})([KMGT]i)?$`)
 )
 
+// CheckName checks a server name given outside a profile (mcpjail run
+// --name): the same rule as a profile's name, which ends up in the same
+// places (cgroup names, events, status, metrics) and must not carry control
+// characters to an operator's terminal.
+func CheckName(s string) error { return checkProfileName(s) }
+
 func checkProfileName(s string) error {
 	if !profileNameRE.MatchString(s) {
 		return fmt.Errorf("name %q must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit", s)

@@ -86,6 +86,11 @@ func prepare(opts Options) (_ *prepared, err error) {
 	if len(opts.Argv) == 0 {
 		return nil, errorf(ExitUsage, "no command given (usage: mcpjail run [flags] -- CMD [ARGS...])")
 	}
+	if opts.Name != "" {
+		if err := profiles.CheckName(opts.Name); err != nil {
+			return nil, errorf(ExitUsage, "--name: %v", err)
+		}
+	}
 	workdir, err := absWorkdir(opts.Workdir)
 	if err != nil {
 		return nil, &Error{Code: ExitUsage, Err: err}

@@ -96,3 +96,28 @@ func TestDaemonRefusesToJailAJailedProcess(t *testing.T) {
 		})
 	}
 }
+
+// TestDaemonChecksTheServerName: the daemon takes a client's --name only if
+// it is a valid name (it reaches events, status and metrics labels), whatever
+// client sent it.
+func TestDaemonChecksTheServerName(t *testing.T) {
+	d := startDaemon(t, listenLoopback(t).port(), "", nil)
+	c, err := daemon.Dial(withTimeout(t, 30*time.Second), d.socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	instance := make([]byte, 6)
+	if _, err := rand.Read(instance); err != nil {
+		t.Fatal(err)
+	}
+	tmp := t.TempDir()
+	if err := os.Chmod(tmp, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.Prepare(sandbox.RemoteRequest{Profile: "e2e-deny", Name: "x\x1b]0;title\x07", Instance: hex.EncodeToString(instance),
+		Workdir: t.TempDir(), TmpDir: tmp})
+	if err == nil || !strings.Contains(err.Error(), "must be 1-64 letters") {
+		t.Fatalf("prepare with a name holding escape sequences: %v, want a refusal", err)
+	}
+}

@@ -51,7 +51,7 @@ failed or refused; 126 when CMD cannot be executed; 127 when it is not found;
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "profile", Aliases: []string{"p"}, Usage: "built-in profile name or profile file", Value: "default", Destination: &f.profile},
 			&cli.StringFlag{Name: "workdir", Usage: "the server's working directory and ${WORKDIR} (default: the current directory)", Destination: &f.workdir},
-			&cli.StringFlag{Name: "name", Usage: "server name in events and in the cgroup name (default: the profile's name)", Destination: &f.name},
+			&cli.StringFlag{Name: "name", Usage: "server name in events and in the cgroup name: 1-64 letters, digits, '.', '_' or '-' (default: the profile's name)", Destination: &f.name},
 			&cli.StringFlag{Name: "audit-log", Usage: "append events as JSON lines to `PATH` (created 0600; not through a symlink)", Destination: &f.auditLog},
 			&cli.StringFlag{Name: "daemon", Usage: "use the mcpjail daemon: auto (when not root and its socket exists), always, never", Value: "auto", Destination: &f.daemonMode},
 			socketFlag(&f.socket),

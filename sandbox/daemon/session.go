@@ -319,6 +319,8 @@ func (d *Daemon) compile(peer Peer, pr *PrepareRequest) (*jailRecord, error) {
 	name := pr.Name
 	if name == "" {
 		name = prof.Name()
+	} else if err := profiles.CheckName(name); err != nil {
+		return nil, &ReplyError{Code: sandbox.ExitUsage, Message: "server " + err.Error()}
 	}
 	return &jailRecord{Server: audit.Server{Name: name, Instance: pr.Instance}, UID: peer.UID, User: peer.Name,
 		Profile: label, Policy: pol, Vars: vars, Started: time.Now(), Declared: isChildOfDaemon(peer)}, nil
