@@ -121,3 +121,29 @@ func TestDaemonChecksTheServerName(t *testing.T) {
 		t.Fatalf("prepare with a name holding escape sequences: %v, want a refusal", err)
 	}
 }
+
+// TestDaemonChecksTheProfileLabel: a client's own profile is shown by its
+// file name, in status and events (to root too): one with control
+// characters is refused.
+func TestDaemonChecksTheProfileLabel(t *testing.T) {
+	d := startDaemon(t, listenLoopback(t).port(), "allow_user_profiles: true\n", nil)
+	c, err := daemon.Dial(withTimeout(t, 30*time.Second), d.socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	instance := make([]byte, 6)
+	if _, err := rand.Read(instance); err != nil {
+		t.Fatal(err)
+	}
+	tmp := t.TempDir()
+	if err := os.Chmod(tmp, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	yaml := "apiVersion: mcpjail.dev/v1\nkind: Profile\nname: mine\nfilesystem:\n  exec: [/bin/true]\n"
+	_, err = c.Prepare(sandbox.RemoteRequest{ProfileYAML: yaml, ProfileLabel: "/home/u/p\x1b[2J.yaml", Instance: hex.EncodeToString(instance),
+		Workdir: t.TempDir(), TmpDir: tmp})
+	if err == nil || !strings.Contains(err.Error(), "not printable") {
+		t.Fatalf("prepare with a label holding escape sequences: %v, want a refusal", err)
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"unicode"
 
 	"golang.org/x/sys/unix"
 
@@ -121,7 +122,12 @@ func (d *Daemon) resolveProfile(pr *PrepareRequest) (*profiles.Profile, string, 
 		if !cfg.AllowUserProfiles {
 			return nil, "", &ReplyError{Code: sandbox.ExitRefused, Message: "this daemon does not accept profiles from clients (allow_user_profiles is false): name one of its profiles"}
 		}
-		label := "client:" + path.Base(pr.ProfileLabel)
+		base := path.Base(pr.ProfileLabel)
+		if strings.IndexFunc(base, func(r rune) bool { return !unicode.IsPrint(r) }) >= 0 {
+			// The label is shown in status and events, to root too.
+			return nil, "", &ReplyError{Code: sandbox.ExitUsage, Message: fmt.Sprintf("profile file name %q holds characters that are not printable", base)}
+		}
+		label := "client:" + base
 		p, err := profiles.Parse(label, []byte(pr.ProfileYAML))
 		if err != nil {
 			return nil, "", &ReplyError{Code: sandbox.ExitUsage, Message: err.Error()}
