@@ -3,6 +3,7 @@ package sandbox
 import (
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"os/signal"
 	"syscall"
@@ -34,7 +35,7 @@ func initMain() (int, error) {
 	// the server a file or socket that no rule of the jail governs: Landlock
 	// checks paths at open, not descriptors opened outside. Every kernel
 	// with Landlock has close_range's CLOEXEC flag; without it, refuse.
-	if err := unix.CloseRange(3, ^uint(0)>>32, closeRangeCloexec); err != nil {
+	if err := unix.CloseRange(3, math.MaxUint32, closeRangeCloexec); err != nil {
 		return ExitRefused, fmt.Errorf("init: mark inherited descriptors close-on-exec: %w", err)
 	}
 	specFile := os.NewFile(specFD, "init-spec")
