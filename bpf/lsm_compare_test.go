@@ -1,7 +1,6 @@
 package bpf
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -17,7 +16,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/mcpjail/mcpjail/profiles"
-	"github.com/mcpjail/mcpjail/sandbox/features"
 )
 
 // lsm.bpf.c matches paths on the kernel's objects (dev and inode of each
@@ -179,21 +177,6 @@ func prefixRules(f profiles.Filesystem) (map[string]uint8, error) {
 		}
 	}
 	return all, nil
-}
-
-// lsmProbed says doctor's probes found the BPF LSM usable.
-func lsmProbed(t testing.TB) bool {
-	t.Helper()
-	results, err := features.ProbeBPF(context.Background(), features.BPFProbeEnv{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, name := range features.LSMProbes() {
-		if r, ok := findProbe(results, name); !ok || !r.OK {
-			return false
-		}
-	}
-	return true
 }
 
 var pathMatchers = []struct {

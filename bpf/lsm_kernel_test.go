@@ -17,18 +17,7 @@ import (
 func TestLSMLayerAgreesWithProbe(t *testing.T) {
 	requireKernel(t)
 	l := newLoader(t)
-	results, err := features.ProbeBPF(context.Background(), features.BPFProbeEnv{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	probed := true
-	for _, name := range features.LSMProbes() {
-		r, ok := findProbe(results, name)
-		if !ok {
-			t.Fatalf("probe %s did not run", name)
-		}
-		probed = probed && r.OK
-	}
+	probed := lsmProbed(t)
 	lsmErr := l.LSM()
 	t.Logf("probe: %v; loader: %v", probed, lsmErr)
 	if probed != (lsmErr == nil) {
@@ -42,6 +31,25 @@ func TestLSMLayerAgreesWithProbe(t *testing.T) {
 			t.Errorf("Missing() lists the optional LSM layer: %q (that would refuse every run without it)", m)
 		}
 	}
+}
+
+// lsmProbed says doctor's probes found every BPF-LSM hook usable; a probe
+// that did not run fails the test.
+func lsmProbed(t testing.TB) bool {
+	t.Helper()
+	results, err := features.ProbeBPF(context.Background(), features.BPFProbeEnv{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	probed := true
+	for _, name := range features.LSMProbes() {
+		r, ok := findProbe(results, name)
+		if !ok {
+			t.Fatalf("probe %s did not run", name)
+		}
+		probed = probed && r.OK
+	}
+	return probed
 }
 
 func findProbe(rs []features.ProbeResult, name string) (features.ProbeResult, bool) {

@@ -63,21 +63,8 @@ func TestDaemonRefusesToJailAJailedProcess(t *testing.T) {
 			defer func() { _ = child.Process.Kill(); _ = child.Wait() }()
 			defer syscall.Close(pidfd)
 
-			c, err := daemon.Dial(withTimeout(t, 30*time.Second), d.socket)
+			c, err := rawPrepare(t, d, sandbox.RemoteRequest{Profile: "e2e-deny"})
 			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
-			instance := make([]byte, 6)
-			if _, err := rand.Read(instance); err != nil {
-				t.Fatal(err)
-			}
-			tmp := t.TempDir()
-			if err := os.Chmod(tmp, 0o700); err != nil { // as mcpjail run makes its private TMPDIR
-				t.Fatal(err)
-			}
-			if _, err := c.Prepare(sandbox.RemoteRequest{Profile: "e2e-deny", Instance: hex.EncodeToString(instance),
-				Workdir: t.TempDir(), TmpDir: tmp}); err != nil {
 				t.Fatalf("prepare: %v", err)
 			}
 			err = c.Attach(pidfd)
@@ -102,21 +89,7 @@ func TestDaemonRefusesToJailAJailedProcess(t *testing.T) {
 // client sent it.
 func TestDaemonChecksTheServerName(t *testing.T) {
 	d := startDaemon(t, listenLoopback(t).port(), "", nil)
-	c, err := daemon.Dial(withTimeout(t, 30*time.Second), d.socket)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	instance := make([]byte, 6)
-	if _, err := rand.Read(instance); err != nil {
-		t.Fatal(err)
-	}
-	tmp := t.TempDir()
-	if err := os.Chmod(tmp, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	_, err = c.Prepare(sandbox.RemoteRequest{Profile: "e2e-deny", Name: "x\x1b]0;title\x07", Instance: hex.EncodeToString(instance),
-		Workdir: t.TempDir(), TmpDir: tmp})
+	_, err := rawPrepare(t, d, sandbox.RemoteRequest{Profile: "e2e-deny", Name: "x\x1b]0;title\x07"})
 	if err == nil || !strings.Contains(err.Error(), "must be 1-64 letters") {
 		t.Fatalf("prepare with a name holding escape sequences: %v, want a refusal", err)
 	}
@@ -127,23 +100,31 @@ func TestDaemonChecksTheServerName(t *testing.T) {
 // characters is refused.
 func TestDaemonChecksTheProfileLabel(t *testing.T) {
 	d := startDaemon(t, listenLoopback(t).port(), "allow_user_profiles: true\n", nil)
+	yaml := "apiVersion: mcpjail.dev/v1\nkind: Profile\nname: mine\nfilesystem:\n  exec: [/bin/true]\n"
+	_, err := rawPrepare(t, d, sandbox.RemoteRequest{ProfileYAML: yaml, ProfileLabel: "/home/u/p\x1b[2J.yaml"})
+	if err == nil || !strings.Contains(err.Error(), "not printable") {
+		t.Fatalf("prepare with a label holding escape sequences: %v, want a refusal", err)
+	}
+}
+
+// rawPrepare dials the daemon as the test (root) and sends a prepare request
+// the way any client could, with a fresh instance and a private TMPDIR.
+func rawPrepare(t *testing.T, d *testDaemon, req sandbox.RemoteRequest) (*daemon.Client, error) {
+	t.Helper()
 	c, err := daemon.Dial(withTimeout(t, 30*time.Second), d.socket)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
+	t.Cleanup(func() { c.Close() })
 	instance := make([]byte, 6)
 	if _, err := rand.Read(instance); err != nil {
 		t.Fatal(err)
 	}
-	tmp := t.TempDir()
-	if err := os.Chmod(tmp, 0o700); err != nil {
+	req.Instance = hex.EncodeToString(instance)
+	req.Workdir, req.TmpDir = t.TempDir(), t.TempDir()
+	if err := os.Chmod(req.TmpDir, 0o700); err != nil { // as mcpjail run makes its private TMPDIR
 		t.Fatal(err)
 	}
-	yaml := "apiVersion: mcpjail.dev/v1\nkind: Profile\nname: mine\nfilesystem:\n  exec: [/bin/true]\n"
-	_, err = c.Prepare(sandbox.RemoteRequest{ProfileYAML: yaml, ProfileLabel: "/home/u/p\x1b[2J.yaml", Instance: hex.EncodeToString(instance),
-		Workdir: t.TempDir(), TmpDir: tmp})
-	if err == nil || !strings.Contains(err.Error(), "not printable") {
-		t.Fatalf("prepare with a label holding escape sequences: %v, want a refusal", err)
-	}
+	_, err = c.Prepare(req)
+	return c, err
 }

@@ -39,14 +39,25 @@ func TestDaemonGivesUnprivilegedRunsTheWholeJail(t *testing.T) {
 	// maps only uid 65534.
 	self := deny.run(t, nil, suite.hostile, "attempt", "self")
 	var ns struct {
-		PIDNS string `json:"pid_ns"`
-		UID   [3]int `json:"uid"`
+		PIDNS      string `json:"pid_ns"`
+		UID        [3]int `json:"uid"`
+		CapEff     uint64 `json:"cap_eff"`
+		CapPrm     uint64 `json:"cap_prm"`
+		CapBnd     uint64 `json:"cap_bnd"`
+		CapAmb     uint64 `json:"cap_amb"`
+		NoNewPrivs bool   `json:"no_new_privs"`
 	}
 	if err := json.Unmarshal(decodeAttempt(t, self.stdout).Data, &ns); err != nil {
 		t.Fatalf("decode self: %v\n%s", err, self.stdout)
 	}
 	if mine, _ := os.Readlink("/proc/self/ns/pid"); ns.PIDNS == "" || ns.PIDNS == mine || ns.UID != [3]int{65534, 65534, 65534} {
 		t.Errorf("server: PID namespace %q (the test's is %q), uids %v: want its own PID namespace, as uid 65534", ns.PIDNS, mine, ns.UID)
+	}
+	// Its user namespace starts with every capability in the bounding set;
+	// the init step empties it on the thread that execs the server.
+	if ns.CapEff|ns.CapPrm|ns.CapBnd|ns.CapAmb != 0 || !ns.NoNewPrivs {
+		t.Errorf("server: eff %#x prm %#x bnd %#x amb %#x no_new_privs %v; want no capability in any set and no_new_privs",
+			ns.CapEff, ns.CapPrm, ns.CapBnd, ns.CapAmb, ns.NoNewPrivs)
 	}
 	if findEvent(self.events, func(e audit.Event) bool {
 		return e.Kind == audit.KindDegraded && strings.Contains(e.Reason, "PID namespace")
