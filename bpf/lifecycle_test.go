@@ -293,3 +293,61 @@ func TestCloseAfterCgroupRemoved(t *testing.T) {
 		t.Errorf("%d map entries left", got)
 	}
 }
+
+// TestDetachFiles: the duplicates keep the watch links, and so their
+// programs, attached after Close; closing them detaches everything.
+func TestDetachFiles(t *testing.T) {
+	requireKernel(t)
+	l, err := Load(t.Context(), nil)
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	t.Cleanup(func() { _ = l.Close() })
+	var ids []link.ID
+	for _, lk := range l.watch.links {
+		info, err := lk.Info()
+		if err != nil {
+			t.Fatalf("link info: %v", err)
+		}
+		ids = append(ids, info.ID)
+	}
+	files, err := l.DetachFiles()
+	if err != nil {
+		t.Fatalf("DetachFiles: %v", err)
+	}
+	if len(files) != len(ids) || len(ids) == 0 {
+		t.Fatalf("DetachFiles gave %d files for %d watch links", len(files), len(ids))
+	}
+	if err := l.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	for _, id := range ids {
+		lk, err := link.NewFromID(id)
+		if err != nil {
+			t.Fatalf("link %d gone after Close with its duplicate held: %v", id, err)
+		}
+		lk.Close()
+	}
+	if again, err := l.DetachFiles(); err != nil || len(again) != 0 {
+		t.Errorf("DetachFiles after Close: %d files, %v; want none", len(again), err)
+	}
+	for _, f := range files {
+		f.Close()
+	}
+	// A link is freed once its last reference is gone, which the kernel
+	// may defer past an RCU grace period.
+	deadline := time.Now().Add(10 * time.Second)
+	for _, id := range ids {
+		for {
+			lk, err := link.NewFromID(id)
+			if err != nil {
+				break
+			}
+			lk.Close()
+			if time.Now().After(deadline) {
+				t.Fatalf("link %d still exists after its last descriptor was closed", id)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+}

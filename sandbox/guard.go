@@ -8,8 +8,11 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"sync"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/mcpjail/mcpjail/sandbox/cgroup"
 	"github.com/mcpjail/mcpjail/sandbox/sockdiag"
@@ -24,9 +27,27 @@ const guardArg = "__mcpjail_guard"
 // guardCleanupTimeout bounds how long the guard waits for a jail to empty.
 const guardCleanupTimeout = 30 * time.Second
 
+// guardHoldFD is the first of the descriptors the guard holds for the
+// launcher (startGuard); they follow the pipe at specFD.
+const guardHoldFD = specFD + 1
+
+// maxGuardHold bounds how many held descriptors a message may announce.
+const maxGuardHold = 256
+
+// guardLinger is how long the guard keeps the held descriptors after the
+// launcher is done. A run started meanwhile finds the syscall tracepoints
+// still registered: its attach is quick, and so is the later release of
+// these (it is no longer the last). Without it, a run started while a guard
+// releases waits for that release (~0.5 s), because the kernel does both
+// under one mutex. The programs held meanwhile find no jail and return.
+const guardLinger = 2 * time.Second
+
 // guardMsg is one line on the guard's pipe. Resources are announced as they
-// are created; Done says the launcher cleaned up itself.
+// are created; Done says the launcher cleaned up itself. Hold, the first
+// message when nonzero, says how many descriptors from guardHoldFD on the
+// guard holds.
 type guardMsg struct {
+	Hold   int          `json:"hold,omitempty"`
 	TmpDir string       `json:"tmpdir,omitempty"`
 	Cgroup *cgroup.Spec `json:"cgroup,omitempty"`
 	Done   bool         `json:"done,omitempty"`
@@ -44,7 +65,13 @@ type guard struct {
 	enc *json.Encoder
 }
 
-func startGuard() (*guard, error) {
+// startGuard starts the cleanup guard. It also inherits hold, descriptors
+// whose last close is slow (bpf.Loader.DetachFiles): it never touches them,
+// and its exit closes them after the launcher has gone, so that the MCP
+// client does not wait for it. The guard's stdio is closed first (the
+// kernel closes descriptors in order), so a client reading mcpjail's stderr
+// to its end does not wait either.
+func startGuard(hold []*os.File) (*guard, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return nil, fmt.Errorf("find own executable: %w", err)
@@ -55,7 +82,7 @@ func startGuard() (*guard, error) {
 	}
 	defer r.Close()
 	cmd := exec.Command(self, guardArg)
-	cmd.ExtraFiles = []*os.File{r}
+	cmd.ExtraFiles = append([]*os.File{r}, hold...)
 	// Its own session: a signal to the client's process group does not reach it.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	cmd.Stderr = os.Stderr
@@ -63,7 +90,14 @@ func startGuard() (*guard, error) {
 		w.Close()
 		return nil, fmt.Errorf("start cleanup guard: %w", err)
 	}
-	return &guard{cmd: cmd, w: w, enc: json.NewEncoder(w)}, nil
+	g := &guard{cmd: cmd, w: w, enc: json.NewEncoder(w)}
+	if len(hold) > 0 {
+		if err := g.announce(guardMsg{Hold: len(hold)}); err != nil {
+			g.finish()
+			return nil, err
+		}
+	}
+	return g, nil
 }
 
 func (g *guard) announce(m guardMsg) error {
@@ -73,11 +107,13 @@ func (g *guard) announce(m guardMsg) error {
 	return nil
 }
 
-// finish tells the guard that cleanup is done and waits for it to exit.
+// finish tells the guard that cleanup is done. It does not wait for the
+// guard's exit, which may close slow descriptors (startGuard); the guard is
+// reaped in the background, or by init once mcpjail has exited.
 func (g *guard) finish() {
 	_ = g.announce(guardMsg{Done: true})
 	g.w.Close()
-	_ = g.cmd.Wait()
+	go g.cmd.Wait()
 }
 
 // GuardMain runs the cleanup guard. It never returns.
@@ -87,6 +123,7 @@ func GuardMain() {
 	var (
 		tmpDirs []string
 		groups  []*cgroup.Spec
+		held    int
 	)
 	sc := bufio.NewScanner(os.NewFile(specFD, "guard-pipe"))
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
@@ -95,7 +132,11 @@ func GuardMain() {
 		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
 			continue // a torn line from a dying launcher; keep what we know
 		}
+		if m.Hold > 0 && m.Hold <= maxGuardHold {
+			held = m.Hold
+		}
 		if m.Done {
+			releaseHeld(held, guardLinger)
 			os.Exit(0)
 		}
 		if m.TmpDir != "" {
@@ -129,5 +170,32 @@ func GuardMain() {
 			code = 1
 		}
 	}
+	releaseHeld(held, 0)
 	os.Exit(code)
+}
+
+// releaseHeld closes the n descriptors held for the launcher after linger,
+// all together: their releases then share grace periods where the kernel
+// allows it. Stdio goes first, so that nobody reading mcpjail's output
+// waits for this.
+func releaseHeld(n int, linger time.Duration) {
+	if n == 0 {
+		return
+	}
+	if null, err := os.OpenFile(os.DevNull, os.O_RDWR, 0); err == nil {
+		for fd := 0; fd <= 2; fd++ {
+			_ = unix.Dup2(int(null.Fd()), fd)
+		}
+		null.Close()
+	}
+	time.Sleep(linger)
+	var wg sync.WaitGroup
+	for fd := guardHoldFD; fd < guardHoldFD+n; fd++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_ = unix.Close(fd)
+		}()
+	}
+	wg.Wait()
 }

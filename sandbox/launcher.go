@@ -65,9 +65,7 @@ func Run(ctx context.Context, opts Options) (int, error) {
 	}
 	defer p.events.Close()
 	defer os.RemoveAll(p.tmpDir)
-	if p.network != nil {
-		defer p.network.Close()
-	}
+	defer p.closeNetwork()
 	if len(p.missing) > 0 {
 		if !opts.AllowDegraded {
 			reason := "missing layers: " + strings.Join(p.missing, "; ")
@@ -181,6 +179,16 @@ func (p *prepared) compileLocal(workdir string, getenv func(string) string) erro
 		return &Error{Code: ExitUsage, Err: err}
 	}
 	return nil
+}
+
+// closeNetwork unloads the eBPF layer of a standalone run; it is idempotent.
+func (p *prepared) closeNetwork() {
+	if p.network == nil {
+		return
+	}
+	if err := p.network.Close(); err != nil {
+		p.opts.Logger.Warn("unload the eBPF layer", "err", err)
+	}
 }
 
 // loadNetworkLayer loads the eBPF programs that filter the jail's network

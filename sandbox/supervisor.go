@@ -26,13 +26,24 @@ const eventSyncTimeout = 2 * time.Second
 // launch creates the jail, starts the init step inside it, relays signals
 // until the server exits, and removes the jail. Everything it creates is
 // announced to the cleanup guard first, so mcpjail's own death leaks nothing.
-func (p *prepared) launch(ctx context.Context) (int, error) {
+func (p *prepared) launch(ctx context.Context) (_ int, err error) {
 	root := os.Geteuid() == 0
-	g, err := startGuard()
+	var hold []*os.File
+	if p.network != nil {
+		if hold, err = p.network.DetachFiles(); err != nil {
+			return 0, p.refuse(err)
+		}
+	}
+	g, err := startGuard(hold)
+	for _, f := range hold {
+		f.Close() // the guard has its own copies
+	}
 	if err != nil {
 		return 0, p.refuse(err)
 	}
 	defer g.finish()
+	// Before finish: the guard's copies must be the last (DetachFiles).
+	defer p.closeNetwork()
 	defer os.RemoveAll(p.tmpDir)
 	if err := g.announce(guardMsg{TmpDir: p.tmpDir}); err != nil {
 		return 0, p.refuse(err)

@@ -142,13 +142,17 @@ func TestNoLeftoversAfterMcpjailIsKilled(t *testing.T) {
 	r.assertNothingLeft(t, cleanupDeadline)
 }
 
-// TestNoEBPFObjectsAfterTheRun: the eBPF layer lives and dies with its
-// mcpjail process. A program of mcpjail's loaded during the run and still
-// loaded afterwards, held by no process, would be a pin or an attachment
-// that outlived it. (Programs held by live processes belong to other
+// TestNoEBPFObjectsAfterTheRun: the eBPF layer of a standalone run does not
+// outlive it. Detaching syscall tracepoints is slow (sandbox.startGuard), so
+// the run hands its links to its cleanup guard and exits; the guard closes
+// them after a while. So: when mcpjail's output has ended, the guard holds
+// the run's programs (the run did not wait for the detach, and did not
+// leave it to nobody), and once the guard is gone, none of the run's
+// programs is left. (Programs held by live processes belong to other
 // mcpjail instances on the machine, not to this finished run.)
 func TestNoEBPFObjectsAfterTheRun(t *testing.T) {
 	requireRoot(t)
+	waitForNoGuard(t)
 	before := mcpjailPrograms(t)
 	first := ebpf.ProgramID(0)
 	for id := range before {
@@ -159,6 +163,20 @@ func TestNoEBPFObjectsAfterTheRun(t *testing.T) {
 	if out.code != 0 {
 		t.Fatalf("exit status %d\n%s", out.code, out.stderr)
 	}
+	guards := procsWithArg(guardArg)
+	if len(guards) != 1 {
+		t.Fatalf("%d cleanup guards alive when mcpjail's output ended, want the run's one: it waited for the guard, or the guard held nothing", len(guards))
+	}
+	heldByGuard := 0
+	for id := range programsHeldBy(guards[0].pid) {
+		if id > first {
+			heldByGuard++
+		}
+	}
+	if heldByGuard == 0 {
+		t.Errorf("the run's guard (pid %d) holds none of the run's programs: the run detached them itself", guards[0].pid)
+	}
+	waitForNoGuard(t)
 	held := programsHeldByProcesses()
 	var left []string
 	for id, name := range mcpjailPrograms(t) {
@@ -167,7 +185,23 @@ func TestNoEBPFObjectsAfterTheRun(t *testing.T) {
 		}
 	}
 	if len(left) > 0 {
-		t.Errorf("eBPF programs of the run outlived it: %v", left)
+		t.Errorf("eBPF programs of the run outlived it and its guard: %v", left)
+	}
+}
+
+// guardArg is argv[1] of mcpjail's cleanup guard (sandbox/guard.go).
+const guardArg = "__mcpjail_guard"
+
+// waitForNoGuard waits until no cleanup guard runs: an earlier run's guard
+// lingers a little after its run to detach its programs.
+func waitForNoGuard(t *testing.T) {
+	t.Helper()
+	deadline := time.Now().Add(cleanupDeadline)
+	for len(procsWithArg(guardArg)) > 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("cleanup guards still running after %v: %v", cleanupDeadline, procsWithArg(guardArg))
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 
@@ -194,8 +228,18 @@ func mcpjailPrograms(t *testing.T) map[ebpf.ProgramID]string {
 
 // programsHeldByProcesses reads every process's fdinfo for prog_id lines.
 func programsHeldByProcesses() map[ebpf.ProgramID]bool {
+	return programsHeldIn("/proc/[0-9]*/fdinfo/*")
+}
+
+// programsHeldBy reads one process's fdinfo for prog_id lines (link
+// descriptors name their program too).
+func programsHeldBy(pid int) map[ebpf.ProgramID]bool {
+	return programsHeldIn(fmt.Sprintf("/proc/%d/fdinfo/*", pid))
+}
+
+func programsHeldIn(pattern string) map[ebpf.ProgramID]bool {
 	held := map[ebpf.ProgramID]bool{}
-	infos, _ := filepath.Glob("/proc/[0-9]*/fdinfo/*")
+	infos, _ := filepath.Glob(pattern)
 	for _, p := range infos {
 		b, err := os.ReadFile(p)
 		if err != nil {

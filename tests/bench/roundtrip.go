@@ -26,8 +26,8 @@ func benchRoundTrips(ctx context.Context, e env, c config) error {
 	}
 	script := e2e.ServerScript(modules, "everything")
 	servers := []way{
-		{"direct", commandOf("node", script, "stdio")},
-		{"mcpjail --profile everything", commandOf(e.mcpjail, "run", "--profile", "everything", "--workdir", e.work, "--", "node", script, "stdio")},
+		{name: "direct", command: commandOf("node", script, "stdio")},
+		{name: "mcpjail --profile everything", command: commandOf(e.mcpjail, "run", "--profile", "everything", "--workdir", e.work, "--", "node", script, "stdio")},
 	}
 	fmt.Fprintf(os.Stderr, "round trips: %d rounds x %d calls ...\n", c.rounds, c.calls)
 	rts, err := compareRoundTrips(ctx, servers, c.rounds, c.calls, c.warmup)
@@ -120,4 +120,6 @@ func compareRoundTrips(ctx context.Context, ways []way, rounds, calls, warmup in
 type way struct {
 	name    string
 	command func(ctx context.Context) *exec.Cmd
+	// settle, when set, runs before each timed run (startup only).
+	settle func(ctx context.Context) error
 }
