@@ -48,6 +48,17 @@ func (l *Loader) rulesByPolicy() (map[uint32]*rules, error) {
 	if err := it.Err(); err != nil {
 		return nil, fmt.Errorf("read UNIX socket rules: %w", err)
 	}
+	var (
+		policy uint32
+		bind   egressPortSet
+	)
+	it = l.budget.Bind.Iterate()
+	for it.Next(&policy, &bind) {
+		of(policy).bind = &bindEntry{policy: policy, ports: bind}
+	}
+	if err := it.Err(); err != nil {
+		return nil, fmt.Errorf("read network.bind ports: %w", err)
+	}
 	fsBy, err := l.fsRulesByPolicy()
 	if err != nil {
 		return nil, err
@@ -80,6 +91,9 @@ func (l *Loader) removeOrphans(byPolicy map[uint32]*rules) error {
 			errs = append(errs, fmt.Errorf("remove orphaned rules of policy %d: %w", policy, err))
 		}
 		removed += len(r.egress4) + len(r.egress6) + len(r.unix) + len(r.fs)
+		if r.bind != nil {
+			removed++
+		}
 	}
 	for _, c := range []struct {
 		what string

@@ -74,6 +74,7 @@ enum event_kind {
 	EVENT_TASK_EXIT = 12,    /* task.bpf.c: struct task_event (watch.h) */
 	EVENT_LSM_EXEC = 13,     /* lsm.bpf.c: struct lsm_file_event */
 	EVENT_LSM_OPEN = 14,     /* lsm.bpf.c: struct lsm_file_event */
+	EVENT_ACCEPT = 15,       /* egress.bpf.c: struct net_event, the listener's address */
 };
 
 /* event_header.verdict */
@@ -114,6 +115,7 @@ enum event_reason {
 	REASON_FS_EXEC = 12,     /* executed outside filesystem.exec */
 	REASON_FS_DEPTH = 13,    /* deeper than the LSM's bounded walk (fail closed) */
 	REASON_EXEC_INTERNAL = 14, /* executed a file of an internal mount (a memfd): in no filesystem.exec */
+	REASON_BIND_PORT = 15,   /* a TCP handshake answered from a port not in network.bind */
 };
 
 /* Value of `jails`. */

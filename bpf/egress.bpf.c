@@ -33,6 +33,17 @@
  * on_violation.network kill the latch never resets: user space kills the
  * whole cgroup, and until it has, nothing more leaves. With deny the latch
  * resets with the window, making the budget a hard rate cap.
+ *
+ * mcpjail_accept, attached to every jail, closes a gap in Landlock's bind
+ * rules: listen(2) on an unbound TCP socket makes the kernel pick a port
+ * without any bind(2), so no bind rule is checked, and whoever connects can
+ * be sent data. A listener answers a connection with a SYN-ACK from its
+ * port; the program drops every SYN-ACK of a jail's socket whose source
+ * port is not in network.bind, so no handshake completes on such a port.
+ * (Server-side TCP Fast Open could pass data before the handshake; Linux
+ * only does that where net.ipv4.tcp_fastopen enables the server side, off
+ * by default.) An IPv6 packet whose extension headers hide the transport
+ * header within a few hops is dropped too, for the same reason.
  */
 #include "common.h"
 
@@ -225,4 +236,162 @@ int mcpjail_egress(struct __sk_buff *skb)
 	if (__sync_val_compare_and_swap(&b->exceeded, 0, 1) == 0)
 		emit_budget(skb, cgroup_id, REASON_EGRESS_BUDGET, b, total, len);
 	return drop(b, len);
+}
+
+/* Value of `mcpjail_bind`, keyed by policy id: network.bind's TCP ports. A
+ * policy with no bind rule has no entry, and every SYN-ACK is dropped. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MAX_JAILS);
+	__type(key, __u32);
+	__type(value, struct port_set);
+} mcpjail_bind SEC(".maps");
+
+/* UAPI macros (<linux/in6.h>), so not in vmlinux.h. */
+#define IPPROTO_HOPOPTS 0
+#define IPPROTO_ROUTING 43
+#define IPPROTO_FRAGMENT 44
+#define IPPROTO_DSTOPTS 60
+
+#define TCP_FLAG_SYN 0x02
+#define TCP_FLAG_ACK 0x10
+#define IPV6_EXT_MAX 4 /* extension headers walked before giving up */
+
+/* The TCP header's offset in an IPv4 packet, or 0 when it has none. */
+static __always_inline __u32 tcp_offset4(struct __sk_buff *skb, struct iphdr *ip)
+{
+	if (bpf_skb_load_bytes(skb, 0, ip, sizeof(*ip)) || ip->protocol != IPPROTO_TCP ||
+	    (ip->frag_off & bpf_htons(IP_OFFSET_MASK)))
+		return 0;
+	return ip->ihl * 4;
+}
+
+/* The TCP header's offset in an IPv6 packet, 0 when it has none, or -1 when
+ * the extension headers go on for longer than the walk. */
+static __always_inline long tcp_offset6(struct __sk_buff *skb, struct ipv6hdr *ip6)
+{
+	__u32 off = sizeof(*ip6);
+	__u8 next, ext[2];
+
+	if (bpf_skb_load_bytes(skb, 0, ip6, sizeof(*ip6)))
+		return 0;
+	next = ip6->nexthdr;
+	for (int i = 0; i < IPV6_EXT_MAX; i++) {
+		switch (next) {
+		case IPPROTO_TCP:
+			return off;
+		case IPPROTO_HOPOPTS:
+		case IPPROTO_ROUTING:
+		case IPPROTO_DSTOPTS:
+			if (bpf_skb_load_bytes(skb, off, ext, sizeof(ext)))
+				return -1;
+			next = ext[0];
+			off += (ext[1] + 1) * 8;
+			break;
+		case IPPROTO_FRAGMENT:
+			/* 8 bytes; a later fragment carries no TCP header. */
+			if (bpf_skb_load_bytes(skb, off, ext, sizeof(ext)))
+				return -1;
+			next = ext[0];
+			off += 8;
+			break;
+		default:
+			return 0;
+		}
+	}
+	return next == IPPROTO_TCP ? off : -1;
+}
+
+static __always_inline int bind_allowed(const struct port_set *ps, __u16 port)
+{
+	if (!ps)
+		return 0;
+	for (int i = 0; i < MAX_PORT_RANGES; i++) {
+		if (i >= ps->count)
+			break;
+		const struct port_range *r = &ps->ranges[i];
+		if ((r->protocols & PROTO_TCP_BIT) && port >= r->lo && port <= r->hi)
+			return 1;
+	}
+	return 0;
+}
+
+/* SYN-ACKs leave from softirq context, under whatever task runs: the event
+ * names no task. */
+static __always_inline void emit_accept(__u64 cgroup_id, __u8 reason, __u16 family, __u16 port,
+					const void *addr)
+{
+	struct net_event *e = bpf_ringbuf_reserve(&mcpjail_events, sizeof(*e), 0);
+
+	if (!e) {
+		count_lost();
+		return;
+	}
+	__builtin_memset(e, 0, sizeof(*e));
+	e->hdr.cgroup_id = cgroup_id;
+	e->hdr.boot_ns = bpf_ktime_get_boot_ns();
+	e->hdr.kind = EVENT_ACCEPT;
+	e->hdr.verdict = VERDICT_DENY;
+	e->hdr.reason = reason;
+	e->hdr.action = ACTION_NONE;
+	e->hdr.layer = LAYER_BPF;
+	e->family = family;
+	e->port = port;
+	e->sock_type = 1; /* SOCK_STREAM */
+	e->protocol = IPPROTO_TCP;
+	if (family == AF_INET)
+		__builtin_memcpy(e->addr, addr, 4);
+	else
+		__builtin_memcpy(e->addr, addr, 16);
+	bpf_ringbuf_submit(e, 0);
+}
+
+SEC("cgroup_skb/egress")
+int mcpjail_accept(struct __sk_buff *skb)
+{
+	struct iphdr ip;
+	struct ipv6hdr ip6;
+	__u8 tcp[14]; /* ports, sequence and ack numbers, offset, flags */
+	__u16 family, port;
+	const void *addr;
+	long off;
+
+	if (skb->protocol == bpf_htons(ETH_P_IP)) {
+		off = tcp_offset4(skb, &ip);
+		family = AF_INET;
+		addr = &ip.saddr;
+	} else if (skb->protocol == bpf_htons(ETH_P_IPV6)) {
+		off = tcp_offset6(skb, &ip6);
+		family = AF_INET6;
+		addr = &ip6.saddr;
+	} else {
+		return 1;
+	}
+	port = 0;
+	if (off > 0) {
+		if (bpf_skb_load_bytes(skb, off, tcp, sizeof(tcp)))
+			return 1; /* a truncated header: the stack sends no such SYN-ACK */
+		if ((tcp[13] & (TCP_FLAG_SYN | TCP_FLAG_ACK)) != (TCP_FLAG_SYN | TCP_FLAG_ACK))
+			return 1;
+		port = ((__u16)tcp[0] << 8) | tcp[1];
+	} else if (off == 0) {
+		return 1;
+	}
+
+	/* The socket's cgroup: see the top comment. */
+	__u64 cgroup_id = bpf_skb_cgroup_id(skb);
+	const struct jail *j = bpf_map_lookup_elem(&mcpjail_jails, &cgroup_id);
+	__u8 reason = REASON_NO_JAIL;
+
+	if (j) {
+		if (off > 0) {
+			__u32 policy = j->policy;
+
+			if (bind_allowed(bpf_map_lookup_elem(&mcpjail_bind, &policy), port))
+				return 1;
+		}
+		reason = off > 0 ? REASON_BIND_PORT : REASON_PROTOCOL;
+	}
+	emit_accept(cgroup_id, reason, family, port, addr);
+	return 0;
 }

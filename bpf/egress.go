@@ -49,12 +49,15 @@ const (
 // records carry that reason.
 const budgetReason = "more bytes sent in one window than network.egress_budget allows"
 
-// budgetObjects is the egress-budget program and the map only it uses. The
-// events ring buffer and lost counter it writes are the net object's maps,
-// handed over as replacements so that one reader serves every program.
+// budgetObjects is egress.bpf.c: the egress-budget program and its map, and
+// the accept rule's program and its map of network.bind ports. The jails
+// map, events ring buffer and lost counter they use are the net object's
+// maps, handed over as replacements so that one set serves every program.
 type budgetObjects struct {
 	Program *ebpf.Program `ebpf:"mcpjail_egress"`
 	Budgets *ebpf.Map     `ebpf:"mcpjail_budget"`
+	Accept  *ebpf.Program `ebpf:"mcpjail_accept"`
+	Bind    *ebpf.Map     `ebpf:"mcpjail_bind"`
 }
 
 // load loads the program and its budget map; shared supplies the maps of
@@ -72,6 +75,7 @@ func (o *budgetObjects) load(shared *netMaps, kernelBTF *btf.Cache) error {
 	opts := &ebpf.CollectionOptions{MapReplacements: map[string]*ebpf.Map{
 		egressMapMcpjailEvents: shared.McpjailEvents,
 		egressMapMcpjailLost:   shared.McpjailLost,
+		egressMapMcpjailJails:  shared.McpjailJails,
 	}, Cache: kernelBTF}
 	if err := spec.LoadAndAssign(o, opts); err != nil {
 		var ve *ebpf.VerifierError
@@ -83,9 +87,9 @@ func (o *budgetObjects) load(shared *netMaps, kernelBTF *btf.Cache) error {
 	return nil
 }
 
-// Close unloads both; either may be nil (never loaded), which Close allows.
+// Close unloads them all; any may be nil (never loaded), which Close allows.
 func (o *budgetObjects) Close() error {
-	return errors.Join(o.Program.Close(), o.Budgets.Close())
+	return errors.Join(o.Program.Close(), o.Budgets.Close(), o.Accept.Close(), o.Bind.Close())
 }
 
 // newBudgetState is compileBudget for p, with the window starting now.

@@ -59,14 +59,28 @@ type egressJail struct {
 	Flags  uint32
 }
 
+type egressPortSet struct {
+	_      structs.HostLayout
+	Count  uint32
+	Ranges [16]struct {
+		_         structs.HostLayout
+		Lo        uint16
+		Hi        uint16
+		Protocols uint8
+		Pad       [3]uint8
+	}
+}
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	egressMapMcpjailBind       = "mcpjail_bind"
 	egressMapMcpjailBudget     = "mcpjail_budget"
 	egressMapMcpjailEvents     = "mcpjail_events"
 	egressMapMcpjailJails      = "mcpjail_jails"
 	egressMapMcpjailLost       = "mcpjail_lost"
+	egressProgMcpjailAccept    = "mcpjail_accept"
 	egressProgMcpjailEgress    = "mcpjail_egress"
 	egressVarTaskHelpers       = "task_helpers"
 	egressVarUnusedBudgetEvent = "unused_budget_event"
@@ -115,6 +129,7 @@ type egressSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type egressProgramSpecs struct {
+	McpjailAccept *ebpf.ProgramSpec `ebpf:"mcpjail_accept"`
 	McpjailEgress *ebpf.ProgramSpec `ebpf:"mcpjail_egress"`
 }
 
@@ -122,6 +137,7 @@ type egressProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type egressMapSpecs struct {
+	McpjailBind   *ebpf.MapSpec `ebpf:"mcpjail_bind"`
 	McpjailBudget *ebpf.MapSpec `ebpf:"mcpjail_budget"`
 	McpjailEvents *ebpf.MapSpec `ebpf:"mcpjail_events"`
 	McpjailJails  *ebpf.MapSpec `ebpf:"mcpjail_jails"`
@@ -157,6 +173,7 @@ func (o *egressObjects) Close() error {
 //
 // It can be passed to loadEgressObjects or ebpf.CollectionSpec.LoadAndAssign.
 type egressMaps struct {
+	McpjailBind   *ebpf.Map `ebpf:"mcpjail_bind"`
 	McpjailBudget *ebpf.Map `ebpf:"mcpjail_budget"`
 	McpjailEvents *ebpf.Map `ebpf:"mcpjail_events"`
 	McpjailJails  *ebpf.Map `ebpf:"mcpjail_jails"`
@@ -165,6 +182,7 @@ type egressMaps struct {
 
 func (m *egressMaps) Close() error {
 	return _EgressClose(
+		m.McpjailBind,
 		m.McpjailBudget,
 		m.McpjailEvents,
 		m.McpjailJails,
@@ -185,11 +203,13 @@ type egressVariables struct {
 //
 // It can be passed to loadEgressObjects or ebpf.CollectionSpec.LoadAndAssign.
 type egressPrograms struct {
+	McpjailAccept *ebpf.Program `ebpf:"mcpjail_accept"`
 	McpjailEgress *ebpf.Program `ebpf:"mcpjail_egress"`
 }
 
 func (p *egressPrograms) Close() error {
 	return _EgressClose(
+		p.McpjailAccept,
 		p.McpjailEgress,
 	)
 }

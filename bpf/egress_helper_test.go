@@ -29,7 +29,9 @@ func init() {
 
 // egressStep is one thing the egress helper does.
 type egressStep struct {
-	Op   string // "udp": one datagram of Size bytes; "tcp": stream Size bytes; "sleep"
+	// "udp": one datagram of Size bytes; "tcp": stream Size bytes; "sleep";
+	// "serve": listen on Addr and send to whoever connects, in the background
+	Op   string
 	Addr string // "127.0.0.1:port" or "[::1]:port"
 	Size int
 	// Wait bounds a "tcp" stream (its write deadline) or is the "sleep".
@@ -91,8 +93,30 @@ func (s egressStep) run() string {
 			return errnoName(err)
 		}
 		return "ok"
+	case "serve":
+		return serve(s.Addr)
 	}
 	return "unknown op " + s.Op
+}
+
+// serve listens on addr for the rest of the helper's life and writes
+// "hostile" to whoever connects: a server offering data to the outside.
+func serve(addr string) string {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return errnoName(err)
+	}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			_, _ = c.Write([]byte("hostile"))
+			c.Close()
+		}
+	}()
+	return "ok"
 }
 
 // runEgressHelper runs steps in a child born in grp (nil: the test's own

@@ -275,9 +275,15 @@ func budgetEntries(t *testing.T, l *Loader) int {
 	return n
 }
 
-// egressAttached counts the cgroup_skb egress programs attached to dir.
-func egressAttached(t *testing.T, dir string) int {
+// egressAttached counts the cgroup_skb egress programs attached to dir that
+// are prog.
+func egressAttached(t *testing.T, dir string, prog *ebpf.Program) int {
 	t.Helper()
+	info, err := prog.Info()
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, _ := info.ID()
 	f, err := os.Open(dir)
 	if err != nil {
 		t.Fatal(err)
@@ -287,7 +293,13 @@ func egressAttached(t *testing.T, dir string) int {
 	if err != nil {
 		t.Fatalf("query egress programs on %s: %v", dir, err)
 	}
-	return len(res.Programs)
+	n := 0
+	for _, p := range res.Programs {
+		if p.ID == id {
+			n++
+		}
+	}
+	return n
 }
 
 // TestEgressBudgetLifecycle checks that the program and state exist only
@@ -312,7 +324,7 @@ func TestEgressBudgetLifecycle(t *testing.T) {
 	if _, err := l.Register(grp.ID(), grp.V2Path(), bad); err == nil || !strings.Contains(err.Error(), "egress_budget") {
 		t.Fatalf("Register with a 1µs window: %v, want an egress_budget error", err)
 	}
-	if n, m, a := budgetEntries(t, l), entries(t, l), egressAttached(t, grp.V2Path())+attachedTo(t, grp.V2Path()); n+m+a != 0 {
+	if n, m, a := budgetEntries(t, l), entries(t, l), egressAttached(t, grp.V2Path(), l.budget.Program)+egressAttached(t, grp.V2Path(), l.budget.Accept)+attachedTo(t, grp.V2Path()); n+m+a != 0 {
 		t.Fatalf("after a refused budget: %d budget entries, %d rule entries, %d programs attached", n, m, a)
 	}
 
@@ -320,8 +332,11 @@ func TestEgressBudgetLifecycle(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Register without a budget: %v", err)
 	}
-	if n, a := budgetEntries(t, l), egressAttached(t, grp.V2Path()); n != 0 || a != 0 {
+	if n, a := budgetEntries(t, l), egressAttached(t, grp.V2Path(), l.budget.Program); n != 0 || a != 0 {
 		t.Errorf("no budget: %d budget entries and %d egress programs, want none", n, a)
+	}
+	if a := egressAttached(t, grp.V2Path(), l.budget.Accept); a != 1 {
+		t.Errorf("no budget: the accept rule is attached %d times, want once (every jail has it)", a)
 	}
 	if _, err := plain.EgressUsage(); err == nil {
 		t.Error("EgressUsage of a jail without a budget succeeded")
@@ -334,13 +349,13 @@ func TestEgressBudgetLifecycle(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Register with a budget: %v", err)
 	}
-	if n, a := budgetEntries(t, l), egressAttached(t, grp.V2Path()); n != 1 || a != 1 {
+	if n, a := budgetEntries(t, l), egressAttached(t, grp.V2Path(), l.budget.Program); n != 1 || a != 1 {
 		t.Fatalf("with a budget: %d budget entries and %d egress programs, want 1 and 1", n, a)
 	}
 	if err := j.Close(); err != nil {
 		t.Fatalf("Jail.Close: %v", err)
 	}
-	if n, a := budgetEntries(t, l), egressAttached(t, grp.V2Path()); n != 0 || a != 0 {
+	if n, a := budgetEntries(t, l), egressAttached(t, grp.V2Path(), l.budget.Program)+egressAttached(t, grp.V2Path(), l.budget.Accept); n != 0 || a != 0 {
 		t.Errorf("after Close: %d budget entries and %d egress programs, want none", n, a)
 	}
 
@@ -349,4 +364,111 @@ func TestEgressBudgetLifecycle(t *testing.T) {
 	}
 	waitGone(t, fmt.Sprintf("egress program %d", progID), func() (io.Closer, error) { return ebpf.NewProgramFromID(progID) })
 	waitGone(t, fmt.Sprintf("budget map %d", mapID), func() (io.Closer, error) { return ebpf.NewMapFromID(mapID) })
+}
+
+// freePort returns a TCP port free on 127.0.0.1 and ::1 just now.
+func freePort(t *testing.T) uint16 {
+	t.Helper()
+	for range 20 {
+		ln, err := net.Listen("tcp4", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := uint16(ln.Addr().(*net.TCPAddr).Port)
+		ln.Close()
+		if ln6, err := net.Listen("tcp6", fmt.Sprintf("[::1]:%d", port)); err == nil {
+			ln6.Close()
+			return port
+		}
+	}
+	t.Fatal("no TCP port free on both loopback addresses")
+	return 0
+}
+
+// readFrom dials addr from outside the jail and reads what the server sends.
+func readFrom(addr string, timeout time.Duration) (string, error) {
+	c, err := net.DialTimeout("tcp", addr, timeout)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	_ = c.SetReadDeadline(time.Now().Add(timeout))
+	b, err := io.ReadAll(c)
+	return string(b), err
+}
+
+// TestAcceptOnlyOnBindPorts: a jailed listener answers connections only on
+// network.bind's ports. On any other port (one the kernel picked for a
+// listen without bind, which Landlock never checks) the SYN-ACK is dropped,
+// so nobody outside can connect to it and be sent data, IPv4 or IPv6; each
+// answer is an accept event.
+func TestAcceptOnlyOnBindPorts(t *testing.T) {
+	requireKernel(t)
+	l := newLoader(t)
+	events := collect(l)
+	grp := newGroup(t)
+	allowed, other := freePort(t), freePort(t)
+	for allowed == other {
+		other = freePort(t)
+	}
+	p := &profiles.Policy{Name: "bpftest-accept", Network: profiles.Network{Bind: []profiles.PortRange{{Lo: allowed, Hi: allowed}}}}
+	j, err := l.Register(grp.ID(), grp.V2Path(), p)
+	if err != nil {
+		t.Fatalf("Register: %v", err)
+	}
+	t.Cleanup(func() { _ = j.Close() })
+
+	a4 := fmt.Sprintf("127.0.0.1:%d", allowed)
+	o4, o6 := fmt.Sprintf("127.0.0.1:%d", other), fmt.Sprintf("[::1]:%d", other)
+	done := make(chan []string, 1)
+	go func() {
+		_, res := runEgressHelper(t, grp, []egressStep{
+			{Op: "serve", Addr: a4}, {Op: "serve", Addr: o4}, {Op: "serve", Addr: o6},
+			{Op: "sleep", Wait: 5 * time.Second},
+		})
+		done <- res
+	}()
+	// The allowed listener answering shows that all three are up.
+	deadline := time.Now().Add(hangBound)
+	for {
+		got, err := readFrom(a4, time.Second)
+		if err == nil && got == "hostile" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the listener on network.bind port %d never answered: %q, %v", allowed, got, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	for _, addr := range []string{o4, o6} {
+		if got, err := readFrom(addr, time.Second); err == nil || got != "" {
+			t.Errorf("connected to the jail's listener on %s, outside network.bind: read %q, %v", addr, got, err)
+		} else {
+			t.Logf("%s: %v", addr, err)
+		}
+		want := addr + "/tcp"
+		ev := events.waitFor(t, "accept event for "+addr, func(ev Event) bool {
+			return ev.Kind == audit.KindAccept && ev.CgroupID == grp.ID() && ev.Target == want
+		})
+		if ev.Verdict != audit.VerdictDeny || !strings.Contains(ev.Reason, "network.bind") {
+			t.Errorf("event %+v: want a deny naming network.bind", ev)
+		}
+	}
+	if res := <-done; res[0] != "ok" || res[1] != "ok" || res[2] != "ok" {
+		t.Fatalf("helper listeners: %v", res)
+	}
+	// Outside the jail the same port answers: the rule is the jail's alone.
+	ln, err := net.Listen("tcp4", o4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		if c, err := ln.Accept(); err == nil {
+			c.Close()
+		}
+	}()
+	if _, err := readFrom(o4, time.Second); err != nil {
+		t.Errorf("a listener outside the jail on port %d: %v", other, err)
+	}
 }

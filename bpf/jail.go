@@ -178,7 +178,8 @@ type attachment struct {
 
 // jailAttachments lists the programs attached to every jail's cgroup: the
 // UNIX ones only where the kernel loaded them (Loader.Missing reports their
-// absence). The egress budget's (egress.go) is apart: only some jails have it.
+// absence). The egress budget's (egress.go) is apart: only some jails have it;
+// the accept rule's, on the same hook, is for every jail.
 func (l *Loader) jailAttachments() []attachment {
 	p := &l.objs
 	all := []attachment{
@@ -187,6 +188,7 @@ func (l *Loader) jailAttachments() []attachment {
 		{"sendmsg4", p.McpjailSend4, ebpf.AttachCGroupUDP4Sendmsg},
 		{"sendmsg6", p.McpjailSend6, ebpf.AttachCGroupUDP6Sendmsg},
 		{"sock_create", p.McpjailSock, ebpf.AttachCGroupInetSockCreate},
+		{"accept", l.budget.Accept, ebpf.AttachCGroupInetEgress},
 	}
 	if l.unixErr == nil {
 		all = append(all, attachment{"connect_unix", p.McpjailConnun, ebpf.AttachCgroupUnixConnect},

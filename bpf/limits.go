@@ -25,6 +25,9 @@ const (
 	eventUnixConnect = 3
 	eventUnixSendmsg = 4
 	eventSocket      = 5
+	// eventAccept: a SYN-ACK from a port not in network.bind (egress.bpf.c),
+	// a net_event body with the listener's own address.
+	eventAccept = 15
 
 	verdictAllow = 1
 	verdictDeny  = 2
@@ -38,6 +41,7 @@ const (
 	reasonUnixAbstract = 6
 	reasonUnixUnnamed  = 7
 	reasonSocket       = 8
+	reasonBindPort     = 15
 )
 
 // jailKillOnNetwork is jail.flags bit 0: the profile's network action is

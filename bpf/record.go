@@ -117,7 +117,7 @@ func decodeRecord(b []byte) (Event, error) {
 		return Event{}, err
 	}
 	switch kind {
-	case eventConnect, eventSendmsg, eventUnixConnect, eventUnixSendmsg, eventSocket:
+	case eventConnect, eventSendmsg, eventUnixConnect, eventUnixSendmsg, eventSocket, eventAccept:
 		if len(b) < netEventSize {
 			return Event{}, fmt.Errorf("decode event: kind %d record of %d bytes, want %d", kind, len(b), netEventSize)
 		}
@@ -173,6 +173,8 @@ func decodeNet(e *Event, kind uint16, b []byte) {
 		e.Kind = audit.KindSendmsg
 	case eventUnixConnect:
 		e.Kind = audit.KindUnixConnect
+	case eventAccept:
+		e.Kind = audit.KindAccept
 	case eventSocket:
 		e.Kind = audit.KindSocket
 		e.Target = socketTarget("socket", uint32(family), uint32(sockType), uint32(protocol))
@@ -248,6 +250,8 @@ func reasonText(r uint8) string {
 		return "UNIX address without a path"
 	case reasonSocket:
 		return "socket kind not allowed (IPv4/IPv6 sockets must be TCP or UDP)"
+	case reasonBindPort:
+		return "a TCP connection answered on a port not in network.bind (the handshake's SYN-ACK is dropped)"
 	}
 	return "reason " + strconv.Itoa(int(r))
 }

@@ -72,6 +72,8 @@ func TestDecodeRecord(t *testing.T) {
 			audit.KindUnixConnect, `@dbus\x01x`, "abstract UNIX sockets are not allowed"},
 		{"unnamed", netRecord(eventUnixConnect, reasonUnixUnnamed, afUnix, 0, 1, 0, nil, ""),
 			audit.KindUnixConnect, "(unnamed)", reasonText(reasonUnixUnnamed)},
+		{"accept", netRecord(eventAccept, reasonBindPort, afInet6, 41234, 1, 6, v6loop, ""),
+			audit.KindAccept, "[::1]:41234/tcp", "a TCP connection answered on a port not in network.bind (the handshake's SYN-ACK is dropped)"},
 		{"raw socket", netRecord(eventSocket, reasonSocket, afInet, 0, 3, 1, nil, ""),
 			audit.KindSocket, "socket AF_INET/SOCK_RAW/IPPROTO_ICMP", reasonText(reasonSocket)},
 		{"mptcp", netRecord(eventSocket, reasonSocket, afInet6, 0, 1, 262, nil, ""),

@@ -15,7 +15,14 @@ type rules struct {
 	egress4 []egress4Entry
 	egress6 []egress6Entry
 	unix    []netUnixKey
-	fs      []fsRule // BPF-LSM filesystem rules (lsm_rules.go); none where the layer is off
+	fs      []fsRule   // BPF-LSM filesystem rules (lsm_rules.go); none where the layer is off
+	bind    *bindEntry // network.bind's TCP ports (egress.bpf.c's accept rule); nil when none
+}
+
+// bindEntry is a policy's entry in the bind map.
+type bindEntry struct {
+	policy uint32
+	ports  egressPortSet
 }
 
 type egress4Entry struct {
@@ -57,6 +64,9 @@ func compileRules(policyID uint32, n profiles.Network) (*rules, error) {
 			r.egress6 = append(r.egress6, egress6Entry{k, ps})
 		}
 	}
+	if r.bind, err = compileBind(policyID, n.Bind); err != nil {
+		return nil, err
+	}
 	seen := map[string]bool{}
 	for _, p := range n.Unix {
 		if err := checkUnixPath(p); err != nil {
@@ -73,6 +83,31 @@ func compileRules(policyID uint32, n profiles.Network) (*rules, error) {
 		r.unix = append(r.unix, k)
 	}
 	return &r, nil
+}
+
+// compileBind turns network.bind into the TCP port set of the accept rule,
+// or nil when the policy binds nothing.
+func compileBind(policyID uint32, bind []profiles.PortRange) (*bindEntry, error) {
+	if len(bind) == 0 {
+		return nil, nil
+	}
+	var ranges []portRange
+	for _, pr := range bind {
+		if pr.Lo > pr.Hi {
+			return nil, fmt.Errorf("network.bind: port range %d-%d is reversed", pr.Lo, pr.Hi)
+		}
+		ranges = append(ranges, portRange{pr.Lo, pr.Hi, protoTCPBit})
+	}
+	merged := mergeRanges(ranges)
+	if len(merged) > MaxPortRanges {
+		return nil, fmt.Errorf("network.bind: %d separate port ranges; at most %d are supported (merge ports into ranges)", len(merged), MaxPortRanges)
+	}
+	e := &bindEntry{policy: policyID}
+	e.ports.Count = uint32(len(merged))
+	for i, pr := range merged {
+		e.ports.Ranges[i].Lo, e.ports.Ranges[i].Hi, e.ports.Ranges[i].Protocols = pr.lo, pr.hi, pr.protocols
+	}
+	return e, nil
 }
 
 // checkUnixPath accepts what the kernel compares: an absolute path of at most

@@ -61,11 +61,12 @@ func (j *Jail) Update(p *profiles.Policy) error {
 // ruleMaps are the maps a policy's rules live in.
 type ruleMaps struct {
 	*netMaps
-	fs *ebpf.Map // the BPF-LSM filesystem rules (lsm.go)
+	fs   *ebpf.Map // the BPF-LSM filesystem rules (lsm.go)
+	bind *ebpf.Map // network.bind's ports (egress.go)
 }
 
 func (l *Loader) ruleMaps() ruleMaps {
-	return ruleMaps{netMaps: &l.objs.netMaps, fs: l.lsm.objs.McpjailFsrules}
+	return ruleMaps{netMaps: &l.objs.netMaps, fs: l.lsm.objs.McpjailFsrules, bind: l.budget.Bind}
 }
 
 // write adds every rule; entries already present are an error.
@@ -90,6 +91,11 @@ func (r *rules) write(m ruleMaps) error {
 			return fmt.Errorf("add BPF-LSM filesystem rule: %w", err)
 		}
 	}
+	if r.bind != nil {
+		if err := m.bind.Update(r.bind.policy, &r.bind.ports, ebpf.UpdateNoExist); err != nil {
+			return fmt.Errorf("add network.bind ports: %w", err)
+		}
+	}
 	return nil
 }
 
@@ -112,6 +118,9 @@ func (r *rules) remove(m ruleMaps) error {
 	}
 	for _, e := range r.fs {
 		del("BPF-LSM filesystem rule", m.fs, &e.key)
+	}
+	if r.bind != nil {
+		del("network.bind ports", m.bind, r.bind.policy)
 	}
 	return errors.Join(errs...)
 }

@@ -96,7 +96,7 @@ func (j *Jail) violationKill(ev bpf.Event) string {
 
 func isNetworkKind(k audit.Kind) bool {
 	switch k {
-	case audit.KindConnect, audit.KindSendmsg, audit.KindUnixConnect, audit.KindSocket, audit.KindEgressBudget:
+	case audit.KindConnect, audit.KindSendmsg, audit.KindUnixConnect, audit.KindSocket, audit.KindEgressBudget, audit.KindAccept:
 		return true
 	}
 	return false

@@ -3,6 +3,7 @@ package tests
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"path/filepath"
 	"strings"
@@ -219,5 +220,56 @@ on_violation: {network: kill}
 	}
 	if !over || !killed {
 		t.Errorf("want an egress_budget deny with action kill and a kill event, got:\n%s", formatEvents(events))
+	}
+}
+
+// TestListenerOutsideBindIsUnreachable: with a network.bind port listed,
+// seccomp lets listen(2) through, and a listen without bind gets a port the
+// kernel picks, which Landlock's bind rules never see. The eBPF accept rule
+// drops the listener's SYN-ACKs: a client outside the jail cannot connect
+// and is sent nothing, the answer is an accept event, and with network:
+// kill the server dies for it.
+func TestListenerOutsideBindIsUnreachable(t *testing.T) {
+	requireRoot(t)
+	bound, err := net.Listen("tcp4", "127.0.0.1:0") // a port for network.bind; the server never binds it
+	if err != nil {
+		t.Fatal(err)
+	}
+	bindPort := bound.Addr().(*net.TCPAddr).Port
+	bound.Close()
+	h := startHostile(t, t.TempDir(), fmt.Sprintf(`
+filesystem:
+  exec: ["${HOSTILE}"]
+network:
+  bind: [%d]
+on_violation: {network: kill}
+`, bindPort))
+	r := h.attempt(t, "tcp_serve", nil)
+	expectAllowed(t, r)
+	var port int
+	if _, err := fmt.Sscanf(r.Detail, "listening on port %d", &port); err != nil || port == 0 {
+		t.Fatalf("tcp_serve detail %q: %v", r.Detail, err)
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	c, err := net.DialTimeout("tcp", addr, 2*time.Second)
+	if err == nil {
+		c.SetReadDeadline(time.Now().Add(2 * time.Second))
+		got, _ := io.ReadAll(c)
+		c.Close()
+		t.Fatalf("connected to the jailed listener on %s (port not in network.bind) and read %q", addr, got)
+	}
+	t.Logf("dial %s: %v", addr, err)
+	ev, ok := waitForEvent(t, h.auditLog, func(e audit.Event) bool { return e.Kind == audit.KindAccept })
+	if !ok {
+		t.Fatalf("no accept event; events:\n%s", formatEvents(readEvents(t, h.auditLog)))
+	}
+	if ev.Verdict != audit.VerdictDeny || ev.Target != addr+"/tcp" || ev.Layer != audit.LayerBPF {
+		t.Errorf("event %+v: want a bpf deny with target %s/tcp", ev, addr)
+	}
+	if _, ok := waitForEvent(t, h.auditLog, func(e audit.Event) bool { return e.Kind == audit.KindKill }); !ok {
+		t.Errorf("no kill event after the accept; events:\n%s", formatEvents(readEvents(t, h.auditLog)))
+	}
+	if code := h.close(t); code != 137 {
+		t.Errorf("exit status %d, want 137 (killed for the accept)\nstderr:\n%s", code, h.stderr.String())
 	}
 }

@@ -26,8 +26,11 @@ const (
 	KindUnixConnect  Kind = "unix_connect"
 	KindSocket       Kind = "socket"
 	KindEgressBudget Kind = "egress_budget"
-	KindDNS          Kind = "dns"
-	KindLimit        Kind = "limit"
+	// KindAccept is a jailed listener answering a TCP connection on a port
+	// not in network.bind; the target is the listener's address.
+	KindAccept Kind = "accept"
+	KindDNS    Kind = "dns"
+	KindLimit  Kind = "limit"
 	// KindRefuse is mcpjail refusing to start a server (integrity, missing layer).
 	KindRefuse Kind = "refuse"
 	// KindDegraded records a layer that is missing and was accepted with --allow-degraded.

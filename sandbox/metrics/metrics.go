@@ -148,7 +148,7 @@ func (m *Metrics) Event(e audit.Event) {
 // KillReason is the bounded reason label for a killing event.
 func KillReason(e audit.Event) string {
 	switch e.Kind {
-	case audit.KindConnect, audit.KindSendmsg, audit.KindUnixConnect, audit.KindSocket, audit.KindDNS:
+	case audit.KindConnect, audit.KindSendmsg, audit.KindUnixConnect, audit.KindSocket, audit.KindAccept, audit.KindDNS:
 		return KillNetwork
 	case audit.KindExec:
 		return KillExec
@@ -192,7 +192,7 @@ func (m *Metrics) Reload(err error) {
 func kindLabel(k audit.Kind) string {
 	switch k {
 	case audit.KindStart, audit.KindExit, audit.KindKill, audit.KindExec, audit.KindOpen, audit.KindConnect,
-		audit.KindSendmsg, audit.KindUnixConnect, audit.KindSocket, audit.KindEgressBudget, audit.KindDNS,
+		audit.KindSendmsg, audit.KindUnixConnect, audit.KindSocket, audit.KindEgressBudget, audit.KindAccept, audit.KindDNS,
 		audit.KindLimit, audit.KindRefuse, audit.KindDegraded, audit.KindLost, audit.KindFork, audit.KindTaskExit:
 		return string(k)
 	}
