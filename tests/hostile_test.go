@@ -193,6 +193,35 @@ on_violation: deny
 		assertFileContent(t, filepath.Join(readable, "file.txt"), "readable content\n")
 		assertMissing(t, filepath.Join(readable, "new.txt"), filepath.Join(w, "new.txt"))
 	})
+	t.Run("set-user-ID files", func(t *testing.T) {
+		// The server runs as root: a set-user-ID file it left in a writable
+		// directory would make anyone who can reach it root, outside the jail.
+		setid := filepath.Join(writable, "setid")
+		if err := os.MkdirAll(setid, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		for _, how := range []string{"chmod", "fchmod", "create", "tmpfile", "mknod"} {
+			for _, mode := range []int{0o4755, 0o2755} {
+				expectDenied(t, h.attempt(t, "set_mode", map[string]any{"dir": setid, "how": how, "mode": mode}), "EPERM")
+			}
+			// The same call with plain permission bits passes: the refusal is
+			// the set-ID bits', not the directory's.
+			r := h.attempt(t, "set_mode", map[string]any{"dir": setid, "how": how, "mode": 0o755})
+			expectAllowed(t, r)
+			if !strings.HasSuffix(r.Detail, "has mode 755") {
+				t.Errorf("%s with 0755: %s", how, r.Detail)
+			}
+			if err := os.Remove(filepath.Join(setid, "setid-"+how)); err != nil {
+				t.Error(err)
+			}
+		}
+		ev, ok := waitForEvent(t, h.auditLog, func(e audit.Event) bool {
+			return e.Kind == audit.KindSyscall && e.Layer == audit.LayerSeccomp && e.Target == "mknodat"
+		})
+		if !ok || ev.Verdict != audit.VerdictDeny {
+			t.Errorf("no seccomp deny event for mknodat: %+v", ev)
+		}
+	})
 	t.Run("link and rename across rights", func(t *testing.T) {
 		mine := filepath.Join(writable, "mine.txt")
 		// Out of the writable dir into a readable one.

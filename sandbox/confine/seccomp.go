@@ -25,6 +25,9 @@ type DeniedSyscall struct {
 	Reason string        `json:"reason"`
 	// Event says how a refusal becomes an audit event.
 	Event EventSource `json:"event"`
+	// Legacy marks a system call that newer architectures (arm64) replaced
+	// by its *at form: it is denied where the architecture has it.
+	Legacy bool `json:"legacy,omitempty"`
 }
 
 // EventSource is how a refusal of the deny-list becomes an audit event.
@@ -159,6 +162,19 @@ func seccompDenyTable() []denyRule {
 			withoutBind: true,
 		},
 		fastOpen("sendto", 3),
+		setIDMode("chmod", 1, true),
+		setIDMode("fchmod", 1, false),
+		setIDMode("fchmodat", 2, false),
+		setIDMode("fchmodat2", 2, false),
+		setIDMode("creat", 1, true),
+		setIDMode("mknod", 1, true),
+		setIDMode("mknodat", 2, false),
+		setIDCreate("open", 1, 2),
+		setIDCreate("openat", 2, 3),
+		{
+			DeniedSyscall: DeniedSyscall{Name: "openat2", Errno: unix.ENOSYS, Event: EventNone,
+				Reason: "its mode sits in memory seccomp cannot read (see openat); ENOSYS makes callers fall back to openat, which is checked"},
+		},
 		fastOpen("sendmsg", 2),
 		fastOpen("sendmmsg", 3),
 		always("userfaultfd", "stalls the kernel at chosen page faults: a classic exploit primitive"),
@@ -186,6 +202,39 @@ func fastOpen(name string, flagsArg uint32) denyRule {
 		DeniedSyscall: DeniedSyscall{Name: name, When: "flags contain MSG_FASTOPEN", Errno: unix.EPERM, Event: EventNotification,
 			Reason: "TCP Fast Open connects without connect(2), around Landlock's TCP connect rules"},
 		conds: []seccomp.ArgumentConditions{{{Argument: flagsArg, Operation: seccomp.BitsSet, Value: unix.MSG_FASTOPEN}}},
+	}
+}
+
+// setIDReason is why the deny-list refuses the set-user-ID and set-group-ID
+// mode bits.
+const setIDReason = "a set-user-ID or set-group-ID file made in a writable directory outlives the jail: " +
+	"whoever runs it later is the server's user (root's, for a server run as root), outside any jail"
+
+// modeSetID is S_ISUID | S_ISGID.
+const modeSetID = unix.S_ISUID | unix.S_ISGID
+
+// setIDMode refuses a chmod or a creation whose mode argument (modeArg)
+// has S_ISUID or S_ISGID. legacy: the call has no arm64 form.
+func setIDMode(name string, modeArg uint32, legacy bool) denyRule {
+	return denyRule{
+		DeniedSyscall: DeniedSyscall{Name: name, When: "mode has S_ISUID or S_ISGID", Errno: unix.EPERM, Event: EventNotification,
+			Reason: setIDReason, Legacy: legacy},
+		conds: []seccomp.ArgumentConditions{{{Argument: modeArg, Operation: seccomp.BitsSet, Value: modeSetID}}},
+	}
+}
+
+// setIDCreate is setIDMode for open and openat, whose mode counts only
+// with O_CREAT or O_TMPFILE in their flags (flagsArg).
+func setIDCreate(name string, flagsArg, modeArg uint32) denyRule {
+	mode := seccomp.Condition{Argument: modeArg, Operation: seccomp.BitsSet, Value: modeSetID}
+	return denyRule{
+		DeniedSyscall: DeniedSyscall{Name: name, When: "flags have O_CREAT or O_TMPFILE and mode has S_ISUID or S_ISGID", Errno: unix.EPERM,
+			Event: EventNotification, Reason: setIDReason, Legacy: name == "open"},
+		conds: []seccomp.ArgumentConditions{
+			{{Argument: flagsArg, Operation: seccomp.BitsSet, Value: unix.O_CREAT}, mode},
+			// O_TMPFILE is __O_TMPFILE | O_DIRECTORY; the first bit alone says it.
+			{{Argument: flagsArg, Operation: seccomp.BitsSet, Value: unix.O_TMPFILE &^ unix.O_DIRECTORY}, mode},
+		},
 	}
 }
 
@@ -329,6 +378,9 @@ func seccompProgram(notify, bindsListed bool) ([]bpf.Instruction, error) {
 	nosys := seccomp.SyscallGroup{Action: seccomp.ActionErrno | seccomp.Action(unix.ENOSYS)}
 	for _, r := range seccompDenyTable() {
 		if r.withoutBind && bindsListed {
+			continue
+		}
+		if _, ok := native.SyscallNames[r.Name]; r.Legacy && !ok {
 			continue
 		}
 		g := &perm

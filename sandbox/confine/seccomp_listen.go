@@ -85,6 +85,9 @@ func NotifiedSyscalls() (map[int]DeniedSyscall, error) {
 			continue
 		}
 		nr, ok := native.SyscallNames[r.Name]
+		if !ok && r.Legacy {
+			continue
+		}
 		if !ok {
 			return nil, fmt.Errorf("seccomp deny-list: no system call %s on %s", r.Name, native.Name)
 		}
