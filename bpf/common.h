@@ -116,6 +116,7 @@ enum event_reason {
 	REASON_FS_DEPTH = 13,    /* deeper than the LSM's bounded walk (fail closed) */
 	REASON_EXEC_INTERNAL = 14, /* executed a file of an internal mount (a memfd): in no filesystem.exec */
 	REASON_BIND_PORT = 15,   /* a TCP handshake answered from a port not in network.bind */
+	REASON_IPV6_HEADERS = 16,/* IPv6 extension headers hide the transport header (fail closed) */
 };
 
 /* Value of `jails`. */

@@ -43,7 +43,8 @@
  * (Server-side TCP Fast Open could pass data before the handshake; Linux
  * only does that where net.ipv4.tcp_fastopen enables the server side, off
  * by default.) An IPv6 packet whose extension headers hide the transport
- * header within a few hops is dropped too, for the same reason.
+ * header beyond a few hops is dropped too: it could be one. (Without
+ * CAP_NET_RAW a jailed socket cannot add extension headers at all.)
  */
 #include "common.h"
 
@@ -319,7 +320,7 @@ static __always_inline int bind_allowed(const struct port_set *ps, __u16 port)
 /* SYN-ACKs leave from softirq context, under whatever task runs: the event
  * names no task. */
 static __always_inline void emit_accept(__u64 cgroup_id, __u8 reason, __u16 family, __u16 port,
-					const void *addr)
+					__u16 protocol, const void *addr)
 {
 	struct net_event *e = bpf_ringbuf_reserve(&mcpjail_events, sizeof(*e), 0);
 
@@ -338,7 +339,7 @@ static __always_inline void emit_accept(__u64 cgroup_id, __u8 reason, __u16 fami
 	e->family = family;
 	e->port = port;
 	e->sock_type = 1; /* SOCK_STREAM */
-	e->protocol = IPPROTO_TCP;
+	e->protocol = protocol;
 	if (family == AF_INET)
 		__builtin_memcpy(e->addr, addr, 4);
 	else
@@ -390,8 +391,8 @@ int mcpjail_accept(struct __sk_buff *skb)
 			if (bind_allowed(bpf_map_lookup_elem(&mcpjail_bind, &policy), port))
 				return 1;
 		}
-		reason = off > 0 ? REASON_BIND_PORT : REASON_PROTOCOL;
+		reason = off > 0 ? REASON_BIND_PORT : REASON_IPV6_HEADERS;
 	}
-	emit_accept(cgroup_id, reason, family, port, addr);
+	emit_accept(cgroup_id, reason, family, port, off > 0 ? IPPROTO_TCP : 0, addr);
 	return 0;
 }

@@ -42,6 +42,7 @@ const (
 	reasonUnixUnnamed  = 7
 	reasonSocket       = 8
 	reasonBindPort     = 15
+	reasonIPv6Headers  = 16
 )
 
 // jailKillOnNetwork is jail.flags bit 0: the profile's network action is

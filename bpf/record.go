@@ -252,6 +252,8 @@ func reasonText(r uint8) string {
 		return "socket kind not allowed (IPv4/IPv6 sockets must be TCP or UDP)"
 	case reasonBindPort:
 		return "a TCP connection answered on a port not in network.bind (the handshake's SYN-ACK is dropped)"
+	case reasonIPv6Headers:
+		return "IPv6 extension headers too many to find the transport header: the packet is dropped (fail closed)"
 	}
 	return "reason " + strconv.Itoa(int(r))
 }

@@ -66,11 +66,10 @@ type guard struct {
 }
 
 // startGuard starts the cleanup guard. It also inherits hold, descriptors
-// whose last close is slow (bpf.Loader.DetachFiles): it never touches them,
-// and its exit closes them after the launcher has gone, so that the MCP
-// client does not wait for it. The guard's stdio is closed first (the
-// kernel closes descriptors in order), so a client reading mcpjail's stderr
-// to its end does not wait either.
+// whose last close is slow (bpf.Loader.DetachFiles): once the launcher is
+// done, the guard points its stdio at /dev/null, lingers (guardLinger) and
+// closes them, so that neither the MCP client waiting for mcpjail's exit
+// nor one reading its stderr to the end waits for that.
 func startGuard(hold []*os.File) (*guard, error) {
 	self, err := os.Executable()
 	if err != nil {
