@@ -221,3 +221,32 @@ func TestCompileRulesRefusesUnixPaths(t *testing.T) {
 		}
 	}
 }
+
+// TestCompileBind: network.bind becomes one merged TCP port set per policy,
+// none without bind rules, and what the kernel side cannot hold is refused.
+func TestCompileBind(t *testing.T) {
+	if e, err := compileBind(7, nil); e != nil || err != nil {
+		t.Errorf("no bind rules: %+v, %v; want no entry", e, err)
+	}
+	e, err := compileBind(7, []profiles.PortRange{{Lo: 8080, Hi: 8080}, {Lo: 9000, Hi: 9010}, {Lo: 8081, Hi: 8090}, {Lo: 9005, Hi: 9020}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := fmt.Sprint(e.policy, e.ports.Count)
+	for _, r := range e.ports.Ranges[:e.ports.Count] {
+		got += fmt.Sprintf(" %d-%d/%d", r.Lo, r.Hi, r.Protocols)
+	}
+	if want := fmt.Sprintf("7 2 8080-8090/%d 9000-9020/%d", protoTCPBit, protoTCPBit); got != want {
+		t.Errorf("compiled %q, want %q", got, want)
+	}
+	if _, err := compileBind(7, []profiles.PortRange{{Lo: 90, Hi: 80}}); err == nil || !strings.Contains(err.Error(), "reversed") {
+		t.Errorf("reversed range: %v", err)
+	}
+	var many []profiles.PortRange
+	for p := range uint16(MaxPortRanges + 1) {
+		many = append(many, profiles.PortRange{Lo: 1000 + 2*p, Hi: 1000 + 2*p})
+	}
+	if _, err := compileBind(7, many); err == nil || !strings.Contains(err.Error(), "at most") {
+		t.Errorf("%d separate ranges: %v, want a refusal", len(many), err)
+	}
+}
