@@ -17,6 +17,8 @@ import (
 	"github.com/mcpjail/mcpjail/sandbox/cgroup"
 	"github.com/mcpjail/mcpjail/sandbox/confine"
 	"github.com/mcpjail/mcpjail/sandbox/features"
+
+	"github.com/landlock-lsm/go-landlock/landlock"
 )
 
 // envWatchHelper turns the test binary into a helper that confines itself
@@ -34,7 +36,11 @@ type watchRequest struct {
 	// Confine, when set, is applied with confine.NewPlan/Apply first, so
 	// that Landlock refuses what the policy does not allow.
 	Confine *profiles.Policy
-	Steps   []watchStep
+	// LandlockRead, when set instead, is Landlock alone: these directories
+	// read-only, nothing else, and no seccomp filter (which refuses openat2
+	// before Landlock could).
+	LandlockRead []string
+	Steps        []watchStep
 }
 
 // watchStep is one syscall the helper makes.
@@ -66,6 +72,12 @@ func runWatchSteps(spec string) int {
 		}
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "watch helper: confine:", err)
+			return 2
+		}
+	}
+	if req.LandlockRead != nil {
+		if err := landlock.V4.RestrictPaths(landlock.RODirs(req.LandlockRead...)); err != nil {
+			fmt.Fprintln(os.Stderr, "watch helper: landlock:", err)
 			return 2
 		}
 	}
