@@ -193,6 +193,15 @@ on_violation: deny
 		assertFileContent(t, filepath.Join(readable, "file.txt"), "readable content\n")
 		assertMissing(t, filepath.Join(readable, "new.txt"), filepath.Join(w, "new.txt"))
 	})
+	t.Run("no core files", func(t *testing.T) {
+		// A crash would write the server's memory, its secrets included,
+		// into its working directory.
+		r := h.attempt(t, "core_limit", nil)
+		expectDenied(t, r, "EPERM")
+		if !strings.HasPrefix(r.Detail, "RLIMIT_CORE is 0/0:") {
+			t.Errorf("core_limit: %s; want RLIMIT_CORE 0/0", r.Detail)
+		}
+	})
 	t.Run("set-user-ID files", func(t *testing.T) {
 		// The server runs as root: a set-user-ID file it left in a writable
 		// directory would make anyone who can reach it root, outside the jail.

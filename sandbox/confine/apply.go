@@ -16,7 +16,7 @@ import (
 //     capability bounding set (also when the server stays root), on the
 //     calling thread only: the bounding set matters at the execve that
 //     this thread makes next (see lockRootPrivileges);
-//  2. no_new_privs;
+//  2. no_new_privs, and no core files (noCoreDumps);
 //  3. Landlock (filesystem, TCP/UDP ports, scopes), while the process still
 //     has its own credentials: the rules' paths are opened as the launcher
 //     sees them, the server's own permissions still apply on top;
@@ -63,6 +63,9 @@ func (p *Plan) apply(report bool) (*os.File, string, error) {
 	if err := setNoNewPrivs(); err != nil {
 		return nil, "", err
 	}
+	if err := noCoreDumps(); err != nil {
+		return nil, "", err
+	}
 	if err := p.applyLandlock(); err != nil {
 		return nil, "", err
 	}
@@ -107,4 +110,17 @@ func (p *Plan) installReporting() (*os.File, string, error) {
 		return nil, "", err
 	}
 	return nil, missing, nil
+}
+
+// noCoreDumps sets RLIMIT_CORE to 0, soft and hard. A crashing server
+// (node aborts on a heap out of memory, which a memory limit makes likely)
+// would otherwise write its memory, env.secrets included, as a core file
+// into its working directory, often a repository. The server cannot raise
+// the hard limit again without CAP_SYS_RESOURCE. A core_pattern pipe
+// (systemd-coredump) is the host's own business and still runs.
+func noCoreDumps() error {
+	if err := unix.Setrlimit(unix.RLIMIT_CORE, &unix.Rlimit{}); err != nil {
+		return fmt.Errorf("set RLIMIT_CORE to 0: %w", err)
+	}
+	return nil
 }
