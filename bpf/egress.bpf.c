@@ -107,6 +107,21 @@ const struct budget_event *unused_budget_event __attribute__((unused));
 #define ETH_P_IPV6 0x86DD
 #define IP_OFFSET_MASK 0x1fff
 
+/* fill_header for a deny without the task (tgid, tid and comm stay 0, as
+ * the caller zeroed them): for packets sent from softirq or timer context,
+ * and where cgroup_skb programs lack the task helpers. */
+static __always_inline void fill_header_taskless(struct event_header *h, __u64 cgroup_id, __u16 kind,
+						 __u8 reason)
+{
+	h->cgroup_id = cgroup_id;
+	h->boot_ns = bpf_ktime_get_boot_ns();
+	h->kind = kind;
+	h->verdict = VERDICT_DENY;
+	h->reason = reason;
+	h->action = ACTION_NONE;
+	h->layer = LAYER_BPF;
+}
+
 /* The packet's destination, from its headers (data starts at the IP header
  * in this hook); the socket would not know it for unconnected UDP. */
 static __always_inline void fill_destination(struct budget_event *e, struct __sk_buff *skb)
@@ -164,14 +179,7 @@ static __always_inline void emit_budget(struct __sk_buff *skb, __u64 cgroup_id, 
 			__builtin_memset(e->hdr.comm, 0, sizeof(e->hdr.comm));
 		}
 	} else {
-		/* fill_header without the task: tgid, tid and comm stay 0. */
-		e->hdr.cgroup_id = cgroup_id;
-		e->hdr.boot_ns = bpf_ktime_get_boot_ns();
-		e->hdr.kind = EVENT_EGRESS_BUDGET;
-		e->hdr.verdict = VERDICT_DENY;
-		e->hdr.reason = reason;
-		e->hdr.action = ACTION_NONE;
-		e->hdr.layer = LAYER_BPF;
+		fill_header_taskless(&e->hdr, cgroup_id, EVENT_EGRESS_BUDGET, reason);
 	}
 	if (b) {
 		e->budget = b->budget;
@@ -329,13 +337,7 @@ static __always_inline void emit_accept(__u64 cgroup_id, __u8 reason, __u16 fami
 		return;
 	}
 	__builtin_memset(e, 0, sizeof(*e));
-	e->hdr.cgroup_id = cgroup_id;
-	e->hdr.boot_ns = bpf_ktime_get_boot_ns();
-	e->hdr.kind = EVENT_ACCEPT;
-	e->hdr.verdict = VERDICT_DENY;
-	e->hdr.reason = reason;
-	e->hdr.action = ACTION_NONE;
-	e->hdr.layer = LAYER_BPF;
+	fill_header_taskless(&e->hdr, cgroup_id, EVENT_ACCEPT, reason);
 	e->family = family;
 	e->port = port;
 	e->sock_type = 1; /* SOCK_STREAM */
