@@ -46,7 +46,7 @@
  * header beyond a few hops is dropped too: it could be one. (Without
  * CAP_NET_RAW a jailed socket cannot add extension headers at all.)
  */
-#include "common.h"
+#include "ports.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -311,20 +311,6 @@ static __always_inline long tcp_offset6(struct __sk_buff *skb, struct ipv6hdr *i
 	return next == IPPROTO_TCP ? off : -1;
 }
 
-static __always_inline int bind_allowed(const struct port_set *ps, __u16 port)
-{
-	if (!ps)
-		return 0;
-	for (int i = 0; i < MAX_PORT_RANGES; i++) {
-		if (i >= ps->count)
-			break;
-		const struct port_range *r = &ps->ranges[i];
-		if ((r->protocols & PROTO_TCP_BIT) && port >= r->lo && port <= r->hi)
-			return 1;
-	}
-	return 0;
-}
-
 /* SYN-ACKs leave from softirq context, under whatever task runs: the event
  * names no task. */
 static __always_inline void emit_accept(__u64 cgroup_id, __u8 reason, __u16 family, __u16 port,
@@ -390,7 +376,7 @@ int mcpjail_accept(struct __sk_buff *skb)
 		if (off > 0) {
 			__u32 policy = j->policy;
 
-			if (bind_allowed(bpf_map_lookup_elem(&mcpjail_bind, &policy), port))
+			if (port_allowed(bpf_map_lookup_elem(&mcpjail_bind, &policy), port, PROTO_TCP_BIT))
 				return 1;
 		}
 		reason = off > 0 ? REASON_BIND_PORT : REASON_IPV6_HEADERS;

@@ -472,3 +472,44 @@ func TestAcceptOnlyOnBindPorts(t *testing.T) {
 		t.Errorf("a listener outside the jail on port %d: %v", other, err)
 	}
 }
+
+// TestAcceptWithoutBindRules: a jail whose policy lists no network.bind
+// port (no entry in the bind map) answers no connection at all.
+func TestAcceptWithoutBindRules(t *testing.T) {
+	requireKernel(t)
+	l := newLoader(t)
+	events := collect(l)
+	grp := newGroup(t)
+	j, err := l.Register(grp.ID(), grp.V2Path(), &profiles.Policy{Name: "bpftest-nobind"})
+	if err != nil {
+		t.Fatalf("Register: %v", err)
+	}
+	t.Cleanup(func() { _ = j.Close() })
+	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	done := make(chan []string, 1)
+	go func() {
+		_, res := runEgressHelper(t, grp, []egressStep{{Op: "serve", Addr: addr}, {Op: "sleep", Wait: 3 * time.Second}})
+		done <- res
+	}()
+	// The listener is up once the accept event names it; until then a dial
+	// is refused outright (no listener) rather than left unanswered.
+	deadline := time.Now().Add(hangBound)
+	for {
+		got, err := readFrom(addr, time.Second)
+		if err == nil || got != "" {
+			t.Fatalf("connected to a jail without network.bind rules on %s: read %q, %v", addr, got, err)
+		}
+		if events.count(func(ev Event) bool {
+			return ev.Kind == audit.KindAccept && ev.CgroupID == grp.ID() && ev.Target == addr+"/tcp"
+		}) > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no accept event for %s; last dial: %v", addr, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if res := <-done; res[0] != "ok" {
+		t.Fatalf("helper listener: %v", res)
+	}
+}

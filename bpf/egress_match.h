@@ -8,7 +8,7 @@
 #ifndef MCPJAIL_EGRESS_MATCH_H
 #define MCPJAIL_EGRESS_MATCH_H
 
-#include "common.h"
+#include "ports.h"
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
@@ -25,26 +25,6 @@ struct {
 	__type(key, struct egress6_key);
 	__type(value, struct port_set);
 } mcpjail_egress6 SEC(".maps");
-
-/*
- * Global (not inlined, not static): the verifier checks it once per program,
- * for any port_set, port and bit, instead of once per call site and per
- * path into it; inet6 has two call sites. Its pointer argument may be NULL
- * as far as the verifier knows, hence the check.
- */
-__noinline int port_allowed(const struct port_set *ps, __u32 port, __u32 bit)
-{
-	if (!ps)
-		return 0;
-	for (int i = 0; i < MAX_PORT_RANGES; i++) {
-		if (i >= ps->count)
-			break;
-		const struct port_range *r = &ps->ranges[i];
-		if ((r->protocols & bit) && port >= r->lo && port <= r->hi)
-			return 1;
-	}
-	return 0;
-}
 
 static __always_inline __u8 check_ports(const struct port_set *ps, __u16 port, __u8 bit)
 {
