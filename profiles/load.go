@@ -7,7 +7,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 
@@ -100,13 +99,13 @@ func (l *loader) document(data []byte) *yaml.Node {
 	return root
 }
 
-var yamlLineRE = regexp.MustCompile(`^yaml: line ([0-9]+): (.*)$`)
+var yamlLineRE = lazyRegexp(`^yaml: line ([0-9]+): (.*)$`)
 
 // syntaxError converts the parser's "yaml: line N: msg" into an Error. The
 // parser does not expose a column, so Col is 1.
 func (l *loader) syntaxError(err error) {
 	msg := err.Error()
-	if m := yamlLineRE.FindStringSubmatch(msg); m != nil {
+	if m := yamlLineRE().FindStringSubmatch(msg); m != nil {
 		line, _ := strconv.Atoi(m[1])
 		l.at(pos{Line: line, Col: 1}, "YAML syntax: %s", m[2])
 		return

@@ -14,20 +14,20 @@ import (
 // tokenPattern is one well-known credential format.
 type tokenPattern struct {
 	kind string
-	re   *regexp.Regexp
+	re   func() *regexp.Regexp
 }
 
 // Each format is anchored at a boundary so that it is not found inside a
 // longer word. The order matters only for the name reported.
 var tokenPatterns = []tokenPattern{
-	{"a GitHub token", regexp.MustCompile(`(?:^|[^A-Za-z0-9_])(?:gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{22,})`)},
-	{"an AWS access key id", regexp.MustCompile(`(?:^|[^A-Z0-9])(?:AKIA|ASIA)[A-Z0-9]{16}(?:[^A-Z0-9]|$)`)},
-	{"a Slack token", regexp.MustCompile(`(?:^|[^A-Za-z0-9])xox[abprs]-[A-Za-z0-9-]{10,}`)},
-	{"a Slack webhook URL", regexp.MustCompile(`hooks\.slack\.com/services/T[A-Za-z0-9]+/B[A-Za-z0-9]+/[A-Za-z0-9]+`)},
-	{"an Anthropic API key", regexp.MustCompile(`(?:^|[^A-Za-z0-9])sk-ant-[A-Za-z0-9_-]{20,}`)},
-	{"an OpenAI-style API key", regexp.MustCompile(`(?:^|[^A-Za-z0-9])sk-[A-Za-z0-9_-]{20,}`)},
-	{"a private key", regexp.MustCompile(`-----BEGIN[A-Z0-9 ]* PRIVATE KEY(?: BLOCK)?-----`)},
-	{"a JSON Web Token", regexp.MustCompile(`(?:^|[^A-Za-z0-9_-])eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.`)},
+	{"a GitHub token", lazyRegexp(`(?:^|[^A-Za-z0-9_])(?:gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{22,})`)},
+	{"an AWS access key id", lazyRegexp(`(?:^|[^A-Z0-9])(?:AKIA|ASIA)[A-Z0-9]{16}(?:[^A-Z0-9]|$)`)},
+	{"a Slack token", lazyRegexp(`(?:^|[^A-Za-z0-9])xox[abprs]-[A-Za-z0-9-]{10,}`)},
+	{"a Slack webhook URL", lazyRegexp(`hooks\.slack\.com/services/T[A-Za-z0-9]+/B[A-Za-z0-9]+/[A-Za-z0-9]+`)},
+	{"an Anthropic API key", lazyRegexp(`(?:^|[^A-Za-z0-9])sk-ant-[A-Za-z0-9_-]{20,}`)},
+	{"an OpenAI-style API key", lazyRegexp(`(?:^|[^A-Za-z0-9])sk-[A-Za-z0-9_-]{20,}`)},
+	{"a private key", lazyRegexp(`-----BEGIN[A-Z0-9 ]* PRIVATE KEY(?: BLOCK)?-----`)},
+	{"a JSON Web Token", lazyRegexp(`(?:^|[^A-Za-z0-9_-])eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.`)},
 }
 
 // URL query parameters whose value is a credential by name.
@@ -52,7 +52,7 @@ const (
 // detectSecret returns what s looks like ("a GitHub token", ...) or "".
 func detectSecret(s string) string {
 	for _, p := range tokenPatterns {
-		if p.re.MatchString(s) {
+		if p.re().MatchString(s) {
 			return p.kind
 		}
 	}

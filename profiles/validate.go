@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"math"
 	"net/netip"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -28,13 +27,13 @@ const (
 var (
 	// Profile names become part of cgroup names and audit records, so they are
 	// restricted to characters that are safe in a path component.
-	profileNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
-	envNameRE     = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
-	sha256RE      = regexp.MustCompile(`^[0-9a-f]{64}$`)
+	profileNameRE = lazyRegexp(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
+	envNameRE     = lazyRegexp(`^[A-Za-z_][A-Za-z0-9_]*$`)
+	sha256RE      = lazyRegexp(`^[0-9a-f]{64}$`)
 	// A login name (POSIX portable characters) or a numeric uid.
-	userRE = regexp.MustCompile(`^(?:[A-Za-z_][A-Za-z0-9_.-]{0,31}|[0-9]{1,10})$`)
-	cpuRE  = regexp.MustCompile(`^([0-9]{1,7})(?:\.([0-9]{1,3}))?$`)
-	sizeRE = regexp.MustCompile(`^([0-9]{1,19})([KMGT]i)?$`)
+	userRE = lazyRegexp(`^(?:[A-Za-z_][A-Za-z0-9_.-]{0,31}|[0-9]{1,10})$`)
+	cpuRE  = lazyRegexp(`^([0-9]{1,7})(?:\.([0-9]{1,3}))?$`)
+	sizeRE = lazyRegexp(`^([0-9]{1,19})([KMGT]i)?$`)
 )
 
 // CheckName checks a server name given outside a profile (mcpjail run
@@ -44,21 +43,21 @@ var (
 func CheckName(s string) error { return checkProfileName(s) }
 
 func checkProfileName(s string) error {
-	if !profileNameRE.MatchString(s) {
+	if !profileNameRE().MatchString(s) {
 		return fmt.Errorf("name %q must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit", s)
 	}
 	return nil
 }
 
 func checkEnvName(s string) error {
-	if !envNameRE.MatchString(s) {
+	if !envNameRE().MatchString(s) {
 		return fmt.Errorf("invalid environment variable name %q (letters, digits and '_', not starting with a digit)", s)
 	}
 	return nil
 }
 
 func checkSHA256(s string) error {
-	if !sha256RE.MatchString(s) {
+	if !sha256RE().MatchString(s) {
 		return fmt.Errorf("sha256 %q must be 64 lower-case hex digits", s)
 	}
 	return nil
@@ -68,7 +67,7 @@ func checkUser(s string) error {
 	if strings.Contains(s, "$") {
 		return fmt.Errorf("server.user %q: variables are not allowed here", s)
 	}
-	if !userRE.MatchString(s) {
+	if !userRE().MatchString(s) {
 		return fmt.Errorf("server.user %q is not a valid user name or numeric uid", s)
 	}
 	return nil
@@ -153,7 +152,7 @@ func stripQuoted(err error) string {
 
 // parseSize reads a whole number of bytes, optionally with a binary unit.
 func parseSize(s string) (int64, error) {
-	m := sizeRE.FindStringSubmatch(s)
+	m := sizeRE().FindStringSubmatch(s)
 	if m == nil {
 		return 0, fmt.Errorf("malformed size %q: use a whole number of bytes or Ki, Mi, Gi, Ti (for example 512Mi)", s)
 	}
@@ -187,7 +186,7 @@ func unitShift(unit string) uint {
 
 // parseCPU reads a decimal number of cores and returns thousandths of a core.
 func parseCPU(s string) (int64, error) {
-	m := cpuRE.FindStringSubmatch(s)
+	m := cpuRE().FindStringSubmatch(s)
 	if m == nil {
 		return 0, fmt.Errorf("malformed cpu %q: use a decimal number of cores such as 1 or 1.5 (at most 3 decimals)", s)
 	}

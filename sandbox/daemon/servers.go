@@ -43,7 +43,9 @@ type Restart struct {
 	BackoffMax     time.Duration `yaml:"backoff_max"`
 }
 
-var serverName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
+// Compiled on first use: package init runs in every process of the binary,
+// the init step and the cleanup guard of each run included.
+var serverName = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`) })
 
 // LoadDeclaredServers reads dir/*.yaml strictly; one bad file is an error
 // naming it, so an operator's typo never starts a server half-configured.
@@ -79,7 +81,7 @@ func LoadDeclaredServers(dir string) ([]*DeclaredServer, error) {
 
 func (s *DeclaredServer) validate() error {
 	var errs []error
-	if !serverName.MatchString(s.Name) {
+	if !serverName().MatchString(s.Name) {
 		errs = append(errs, fmt.Errorf("name %q: letters, digits, '.', '_' and '-' only, at most 64", s.Name))
 	}
 	if len(s.Command) == 0 || !filepath.IsAbs(s.Command[0]) {

@@ -292,7 +292,7 @@ func closeFiles(fs []*os.File) {
 // compile resolves the profile for the peer and compiles it with the
 // peer's home; the run's paths are checked to belong to the peer.
 func (d *Daemon) compile(peer Peer, pr *PrepareRequest) (*jailRecord, error) {
-	if !instancePattern.MatchString(pr.Instance) {
+	if !instancePattern().MatchString(pr.Instance) {
 		return nil, &ReplyError{Code: sandbox.ExitUsage, Message: fmt.Sprintf("bad instance id %q", pr.Instance)}
 	}
 	d.mu.Lock()

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/mcpjail/mcpjail/profiles"
@@ -36,7 +37,7 @@ type jailRecord struct {
 }
 
 // instancePattern is the launcher's instance id: 12 lowercase hex digits.
-var instancePattern = regexp.MustCompile(`^[0-9a-f]{12}$`)
+var instancePattern = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[0-9a-f]{12}$`) })
 
 // stateDir holds one JSON file per running jail, replaced atomically by
 // rename. Not fsynced: it lives on /run (tmpfs) and must survive the
@@ -48,7 +49,7 @@ func (s *stateDir) path(instance string) string {
 }
 
 func (s *stateDir) save(r *jailRecord) error {
-	if !instancePattern.MatchString(r.Server.Instance) {
+	if !instancePattern().MatchString(r.Server.Instance) {
 		return fmt.Errorf("save jail state: bad instance id %q", r.Server.Instance)
 	}
 	b, err := json.Marshal(r)
@@ -96,7 +97,7 @@ func (s *stateDir) load() ([]*jailRecord, []error) {
 	)
 	for _, e := range entries {
 		name, ok := strings.CutSuffix(e.Name(), ".json")
-		if !ok || !instancePattern.MatchString(name) {
+		if !ok || !instancePattern().MatchString(name) {
 			continue
 		}
 		b, err := os.ReadFile(filepath.Join(s.dir, e.Name()))
