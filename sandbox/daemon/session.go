@@ -93,8 +93,27 @@ func (s *session) run(ctx context.Context, pr *PrepareRequest) {
 	if err := s.c.send(&Reply{V: ProtocolVersion, Prepared: &Prepared{Server: rec.Server, Policy: rec.Policy, Missing: d.loader.Missing()}}); err != nil {
 		return
 	}
+	// The jail is built while the client starts its init step, off the
+	// run's start-up path; it stays empty until the attach moves that
+	// process in.
+	built := make(chan builtJail, 1)
+	go func() {
+		t0 := time.Now()
+		e, err := d.build(s, rec, pr.AllowDegraded)
+		d.log.Debug("jail built", "server", rec.Server.Name, "instance", rec.Server.Instance, "took", time.Since(t0))
+		built <- builtJail{e, err}
+	}()
 	var attach Request
 	files, err := s.c.recv(&attach)
+	b := <-built
+	if b.err != nil {
+		closeFiles(files)
+		d.log.Warn("refused attach", "uid", s.peer.UID, "server", rec.Server.Name, "err", b.err)
+		_ = s.c.send(refusal(sandbox.ExitRefused, "%v", b.err))
+		return
+	}
+	e := b.e
+	defer d.release(e)
 	if err != nil || attach.Op != OpAttach {
 		closeFiles(files)
 		return // the client gave up (e.g. a local layer is missing)
@@ -107,14 +126,13 @@ func (s *session) run(ctx context.Context, pr *PrepareRequest) {
 	pidfd := files[0]
 	defer pidfd.Close()
 	t0 := time.Now()
-	e, err := d.attach(s, rec, pidfd, pr.AllowDegraded)
+	err = d.move(s, e, pidfd)
 	d.log.Debug("jail attached", "server", rec.Server.Name, "instance", rec.Server.Instance, "took", time.Since(t0))
 	if err != nil {
 		d.log.Warn("refused attach", "uid", s.peer.UID, "server", rec.Server.Name, "err", err)
 		_ = s.c.send(refusal(sandbox.ExitRefused, "%v", err))
 		return
 	}
-	defer d.release(e)
 	if err := s.c.send(&Reply{V: ProtocolVersion, Attached: &Attached{Cgroup: e.jail.Group().V2Path(), CgroupID: e.jail.Group().ID()}}); err != nil {
 		return
 	}
@@ -135,63 +153,6 @@ func (s *session) run(ctx context.Context, pr *PrepareRequest) {
 			return
 		}
 	}
-}
-
-// attach builds the jail around the client's child, identified by the
-// pidfd the client passed, never by a pid it claims.
-func (d *Daemon) attach(s *session, rec *jailRecord, pidfd *os.File, allowDegraded bool) (*entry, error) {
-	started := time.Now()
-	pid, err := childOf(pidfd, s.peer)
-	if err != nil {
-		return nil, err
-	}
-	// Moving a jailed process into a new jail would take it out of its
-	// jail's cgroup: its limits and eBPF policy would be the new profile's.
-	if jail, err := cgroup.JailOf(pid); err != nil || jail != "" {
-		if err == nil {
-			err = fmt.Errorf("pid %d is inside the jail %s: a jailed process cannot start a jail", pid, jail)
-		}
-		return nil, err
-	}
-	e := &entry{rec: rec}
-	e.events = d.newEventLog(e, rec.Server, func(ev audit.Event) { _ = s.c.send(&Reply{V: ProtocolVersion, Event: &ev}) })
-	jail, err := sandbox.NewJail(sandbox.JailSpec{
-		Name: rec.Server.Name, Instance: rec.Server.Instance, Policy: rec.Policy, Events: e.events,
-		Network: d.loader, CgroupBase: d.cgroupBase, AllowDegraded: allowDegraded, Logger: d.log,
-		Created: func(spec cgroup.Spec) error {
-			rec.Cgroup = spec
-			return d.state.save(rec)
-		},
-	})
-	if err != nil {
-		e.events.Close()
-		_ = d.state.remove(rec.Server.Instance)
-		return nil, err
-	}
-	e.jail = jail
-	rec.CgroupID = jail.Group().ID()
-	d.add(e)
-	built := time.Now()
-	if err := jail.Group().Add(pid); err != nil {
-		d.release(e)
-		return nil, fmt.Errorf("move pid %d into the jail: %w", pid, err)
-	}
-	// Alive after the move means the pid we moved was the pidfd's process:
-	// a pid is not reused while its process lives.
-	if err := pidfdAlive(pidfd); err != nil {
-		d.release(e)
-		return nil, fmt.Errorf("the client's child exited while it was moved into the jail: %w", err)
-	}
-	rec.PID = pid
-	moved := time.Now()
-	if err := d.state.save(rec); err != nil {
-		d.release(e)
-		return nil, err
-	}
-	d.log.Debug("jail built", "instance", rec.Server.Instance, "create_and_register", built.Sub(started), "move", moved.Sub(built), "record", time.Since(moved))
-	e.events.Emit(audit.Event{Kind: audit.KindStart, PID: pid, Verdict: audit.VerdictAllow, Layer: audit.LayerMcpjail,
-		Reason: fmt.Sprintf("profile %s for user %s (%d), through the daemon", rec.Profile, rec.User, rec.UID)})
-	return e, nil
 }
 
 // events sends the backlog and, when following, every new event until the
