@@ -26,28 +26,20 @@ const eventSyncTimeout = 2 * time.Second
 // launch creates the jail, starts the init step inside it, relays signals
 // until the server exits, and removes the jail. Everything it creates is
 // announced to the cleanup guard first, so mcpjail's own death leaks nothing.
+// A run through the daemon has no guard: the daemon builds the jail and
+// removes it, with the run's TMPDIR, when this process goes.
 func (p *prepared) launch(ctx context.Context) (_ int, err error) {
 	root := os.Geteuid() == 0
-	var hold []*os.File
-	if p.network != nil {
-		if hold, err = p.network.DetachFiles(); err != nil {
+	var g *guard
+	if p.opts.Remote == nil {
+		if g, err = p.startGuard(); err != nil {
 			return 0, p.refuse(err)
 		}
+		defer g.finish()
 	}
-	g, err := startGuard(hold)
-	for _, f := range hold {
-		f.Close() // the guard has its own copies
-	}
-	if err != nil {
-		return 0, p.refuse(err)
-	}
-	defer g.finish()
 	// Before finish: the guard's copies must be the last (DetachFiles).
 	defer p.closeNetwork()
 	defer os.RemoveAll(p.tmpDir)
-	if err := g.announce(guardMsg{TmpDir: p.tmpDir}); err != nil {
-		return 0, p.refuse(err)
-	}
 	var jail *Jail
 	if root && p.opts.Remote == nil { // through the daemon, the daemon builds it
 		jail, err = NewJail(JailSpec{
@@ -87,6 +79,30 @@ func (p *prepared) launch(ctx context.Context) (_ int, err error) {
 	exit := code
 	p.events.Emit(audit.Event{Kind: audit.KindExit, Verdict: audit.VerdictAllow, Layer: audit.LayerMcpjail, ExitCode: &exit, Reason: describeExit(code)})
 	return code, nil
+}
+
+// startGuard starts the cleanup guard and tells it of the TMPDIR; it holds
+// the eBPF links whose detach is slow.
+func (p *prepared) startGuard() (*guard, error) {
+	var hold []*os.File
+	if p.network != nil {
+		var err error
+		if hold, err = p.network.DetachFiles(); err != nil {
+			return nil, err
+		}
+	}
+	g, err := startGuard(hold)
+	for _, f := range hold {
+		f.Close() // the guard has its own copies
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := g.announce(guardMsg{TmpDir: p.tmpDir}); err != nil {
+		g.finish()
+		return nil, err
+	}
+	return g, nil
 }
 
 // runInit starts the init step and waits for it. The child is started and

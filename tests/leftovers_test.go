@@ -34,12 +34,22 @@ type orphanRun struct {
 	auditLog string
 }
 
+// orphanProfile is the profile of an orphanRun (${HOSTILE} to fill in).
+const orphanProfile = hostileExecProfile + "limits: {pids: 64}\n"
+
+// startOrphan starts the run standalone, as root.
 func startOrphan(t *testing.T) *orphanRun {
 	t.Helper()
 	name := "e2e-leftovers"
-	profile := hostileProfileFile(t, name, hostileExecProfile+"limits: {pids: 64}\n")
+	return startOrphanWith(t, jailSpec{profile: hostileProfileFile(t, name, orphanProfile), name: name})
+}
+
+// startOrphanWith starts the run as spec says; spec.name names its cgroups.
+func startOrphanWith(t *testing.T, spec jailSpec) *orphanRun {
+	t.Helper()
+	name := spec.name
 	marker := newMarker(t)
-	cmd, auditLog := jailSpec{profile: profile, name: name}.command(t, withTimeout(t, 2*time.Minute), suite.hostile, "-marker", marker, "orphan")
+	cmd, auditLog := spec.command(t, withTimeout(t, 2*time.Minute), suite.hostile, "-marker", marker, "orphan")
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -135,6 +145,29 @@ func TestNoLeftoversAfterMcpjailIsKilled(t *testing.T) {
 	requireRoot(t)
 	r := startOrphan(t)
 	// What a crashing MCP client's process group kill does to mcpjail.
+	if err := r.cmd.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	r.wait()
+	r.assertNothingLeft(t, cleanupDeadline)
+}
+
+// TestNoLeftoversAfterDaemonClientIsKilled: a run through the daemon has no
+// cleanup guard of its own; when its mcpjail is SIGKILLed, the daemon sees
+// the connection close and removes the jail and the run's private TMPDIR
+// (which the client created, as the user).
+func TestNoLeftoversAfterDaemonClientIsKilled(t *testing.T) {
+	requireRoot(t)
+	name := "e2e-leftovers"
+	d := startDaemon(t, listenLoopback(t).port(), "", map[string]string{name: strings.ReplaceAll(orphanProfile, "${HOSTILE}", suite.hostile)})
+	spec := d.nobody(name, nobodyDir(t))
+	spec.name = name
+	r := startOrphanWith(t, spec)
+	for _, g := range procsWithArg(guardArg) {
+		if parentPID(g.pid) == r.cmd.Pid {
+			t.Errorf("a run through the daemon started a cleanup guard: %v", g)
+		}
+	}
 	if err := r.cmd.Kill(); err != nil {
 		t.Fatal(err)
 	}

@@ -70,6 +70,24 @@ func procState(pid int) string {
 	return string(b[i+2])
 }
 
+// parentPID reads the parent's pid from /proc/PID/stat (0 when gone).
+func parentPID(pid int) int {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(string(b[i+1:])) // state, ppid, ...
+	if len(f) < 2 {
+		return 0
+	}
+	ppid, _ := strconv.Atoi(f[1])
+	return ppid
+}
+
 // waitForProcs polls until the processes carrying marker whose exe is exe
 // number at least n, and returns them.
 func waitForProcs(t *testing.T, marker, exe string, n int) []proc {

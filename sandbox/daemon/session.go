@@ -90,6 +90,19 @@ func (s *session) run(ctx context.Context, pr *PrepareRequest) {
 		_ = s.c.send(&Reply{V: ProtocolVersion, Error: re})
 		return
 	}
+	// The run's TMPDIR is the peer's (compile checked it); it goes when the
+	// session ends, after the jail: nothing of the run writes to it then.
+	tmpGone := false
+	removeTmp := func() {
+		if tmpGone {
+			return
+		}
+		tmpGone = true
+		if err := removeRunTmp(s.peer, pr.TmpDir); err != nil {
+			d.log.Error("remove a run's TMPDIR", "server", rec.Server.Name, "instance", rec.Server.Instance, "err", err)
+		}
+	}
+	defer removeTmp()
 	if err := s.c.send(&Reply{V: ProtocolVersion, Prepared: &Prepared{Server: rec.Server, Policy: rec.Policy, Missing: d.loader.Missing()}}); err != nil {
 		return
 	}
@@ -148,6 +161,7 @@ func (s *session) run(ctx context.Context, pr *PrepareRequest) {
 		if req.Op == OpRelease {
 			t0 := time.Now()
 			d.release(e)
+			removeTmp()
 			d.log.Debug("jail released on request", "instance", rec.Server.Instance, "took", time.Since(t0))
 			_ = s.c.send(&Reply{V: ProtocolVersion, Released: true})
 			return

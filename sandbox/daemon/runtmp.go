@@ -1,0 +1,47 @@
+package daemon
+
+import (
+	"fmt"
+	"os"
+	"runtime"
+
+	"golang.org/x/sys/unix"
+)
+
+// removeRunTmp removes a run's private TMPDIR when its jail ends. The
+// client removes it too, but a client SIGKILLed by its MCP client cannot,
+// and a run through the daemon has no cleanup guard: the daemon is the one
+// that outlives the client. The directory is the peer's (checkRunPaths), so
+// it is removed with the peer's file system rights, never root's: inside a
+// directory a user controls, root's rights would be a gift (and the unit
+// does not keep CAP_DAC_OVERRIDE, so root could not enter a 0700 directory
+// of another user anyway).
+func removeRunTmp(peer Peer, dir string) error {
+	errc := make(chan error, 1)
+	go func() {
+		// Never unlocked: the thread with the peer's fsuid ends with this
+		// goroutine and serves nothing else.
+		runtime.LockOSThread()
+		errc <- removeAsFSUser(dir, peer.UID, peer.GID)
+	}()
+	return <-errc
+}
+
+// removeAsFSUser runs os.RemoveAll on the calling (locked) thread after
+// setting its file system uid and gid. setfsuid and setfsgid return the
+// previous id, never an error, so the change is read back (-1 changes
+// nothing).
+func removeAsFSUser(dir string, uid, gid int) error {
+	_, _ = unix.SetfsgidRetGid(gid)
+	_, _ = unix.SetfsuidRetUid(uid)
+	if got, _ := unix.SetfsgidRetGid(-1); got != gid {
+		return fmt.Errorf("remove %s: setfsgid %d did not take (fsgid %d)", dir, gid, got)
+	}
+	if got, _ := unix.SetfsuidRetUid(-1); got != uid {
+		return fmt.Errorf("remove %s: setfsuid %d did not take (fsuid %d)", dir, uid, got)
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		return fmt.Errorf("remove the run's TMPDIR as uid %d: %w", uid, err)
+	}
+	return nil
+}
