@@ -12,6 +12,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
 )
 
 // TestDaemonSupervisesDeclaredServers: a declared server that keeps
@@ -171,6 +174,12 @@ func TestDaemonCleanupRemovesRunningJails(t *testing.T) {
 	if err != nil || json.Unmarshal(b, &rec) != nil || rec.Cgroup.V2 == "" {
 		t.Fatalf("read state record %s: %v\n%s", records[0], err, b)
 	}
+	// Beside the jails' parent: the empty cgroup that keeps one attachment
+	// of each jail program while the daemon runs (bpf.Loader.KeepHooksWarm).
+	warm := filepath.Join(filepath.Dir(filepath.Dir(rec.Cgroup.V2)), "hooks-warm")
+	if n := programsAttached(t, warm, ebpf.AttachCGroupInet4Connect); n != 1 {
+		t.Errorf("%d connect4 programs attached to %s while the daemon runs, want 1", n, warm)
+	}
 	d.kill9(t)
 	if out, err := exec.Command(suite.mcpjail, "daemon", "--config", d.config, "--cleanup").CombinedOutput(); err != nil {
 		t.Fatalf("daemon --cleanup: %v\n%s", err, out)
@@ -178,9 +187,25 @@ func TestDaemonCleanupRemovesRunningJails(t *testing.T) {
 	if code := h.close(t); code != 137 {
 		t.Errorf("the jailed server's run ended with %d, want 137: --cleanup must kill it", code)
 	}
-	for _, gone := range []string{rec.Cgroup.V2, d.pinDir, filepath.Join(d.dir, "state")} {
+	for _, gone := range []string{rec.Cgroup.V2, warm, d.pinDir, filepath.Join(d.dir, "state")} {
 		if _, err := os.Stat(gone); !os.IsNotExist(err) {
 			t.Errorf("%s still exists after --cleanup (%v)", gone, err)
 		}
 	}
+}
+
+// programsAttached counts the programs attached directly to the cgroup
+// directory dir as at.
+func programsAttached(t *testing.T, dir string, at ebpf.AttachType) int {
+	t.Helper()
+	f, err := os.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	res, err := link.QueryPrograms(link.QueryOptions{Target: int(f.Fd()), Attach: at})
+	if err != nil {
+		t.Fatalf("query %s programs on %s: %v", at, dir, err)
+	}
+	return len(res.Programs)
 }

@@ -58,23 +58,71 @@ func CreateIn(base *Base, name string, limits Limits) (*Group, []string, error) 
 	return create(base.l, name, limits)
 }
 
+// Sibling creates, or finds, the empty v2 cgroup <own>/<name> beside the
+// jails' parent and the supervisor's leaf, and returns its path. Nothing is
+// moved into it: it holds what must stay attached without ever running
+// (bpf.Loader.KeepHooksWarm). RemoveSibling removes it.
+func (b *Base) Sibling(name string) (string, error) {
+	if err := validateName(name); err != nil {
+		return "", err
+	}
+	if name == parentName {
+		return "", fmt.Errorf("sibling cgroup: cannot be named %q", parentName)
+	}
+	if b.l.v2Mount == "" {
+		return "", errors.New("sibling cgroup: no cgroup v2 hierarchy")
+	}
+	dir := filepath.Join(b.l.v2Own, name)
+	if err := os.Mkdir(dir, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
+		return "", fmt.Errorf("sibling cgroup: %w", err)
+	}
+	procs, err := os.ReadFile(filepath.Join(dir, "cgroup.procs"))
+	if err != nil {
+		return "", fmt.Errorf("sibling cgroup: %w", err)
+	}
+	if len(procs) != 0 {
+		return "", fmt.Errorf("sibling cgroup %s holds processes; it must stay empty", dir)
+	}
+	return dir, nil
+}
+
 // RemoveDelegateLeaf removes the leaf a stopped supervisor moved into, when
 // the caller runs where that supervisor started. A leaf still holding
-// processes is an error; a missing one is not.
+// processes is an error; a missing one is not. A supervisor in the v2 root
+// made no leaf.
 func RemoveDelegateLeaf(leaf string) error {
-	if err := validateName(leaf); err != nil {
+	l, err := siblingLayout(leaf)
+	if err != nil || l.v2Mount == "" || l.v2Own == l.v2Mount {
 		return err
+	}
+	return removeSibling(l, leaf)
+}
+
+// RemoveSibling removes what Sibling made, when the caller runs where the
+// supervisor that made it started. A missing one is not an error.
+func RemoveSibling(name string) error {
+	l, err := siblingLayout(name)
+	if err != nil || l.v2Mount == "" {
+		return err
+	}
+	return removeSibling(l, name)
+}
+
+func siblingLayout(name string) (*layout, error) {
+	if err := validateName(name); err != nil {
+		return nil, err
 	}
 	l, err := discoverLayout(DetectMode())
 	if err != nil {
-		return fmt.Errorf("remove delegate leaf: %w", err)
+		return nil, fmt.Errorf("remove cgroup %s: %w", name, err)
 	}
-	if l.v2Mount == "" || l.v2Own == l.v2Mount {
-		return nil
-	}
-	dir := filepath.Join(l.v2Own, leaf)
+	return l, nil
+}
+
+func removeSibling(l *layout, name string) error {
+	dir := filepath.Join(l.v2Own, name)
 	if err := os.Remove(dir); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("remove delegate leaf %s: %w", dir, err)
+		return fmt.Errorf("remove cgroup %s: %w", dir, err)
 	}
 	return nil
 }

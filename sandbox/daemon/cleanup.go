@@ -43,6 +43,9 @@ func Cleanup(cfg Config, logger *slog.Logger) error {
 	if err := cgroup.RemoveDelegateLeaf(delegateLeaf); err != nil {
 		errs = append(errs, err)
 	}
+	if err := cgroup.RemoveSibling(warmLeaf); err != nil {
+		errs = append(errs, err)
+	}
 	if err := os.Remove(cfg.Socket); err != nil && !errors.Is(err, os.ErrNotExist) {
 		errs = append(errs, fmt.Errorf("remove socket: %w", err))
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -19,6 +20,10 @@ import (
 // delegateLeaf is the cgroup the daemon moves into, below its own (the
 // unit's), so that jails beside it may have controllers (cgroup.Delegate).
 const delegateLeaf = "supervisor"
+
+// warmLeaf is the empty cgroup beside it that holds a standing attachment
+// of each jail program (bpf.Loader.KeepHooksWarm).
+const warmLeaf = "hooks-warm"
 
 // Options are what `mcpjail daemon` passes besides the config.
 type Options struct {
@@ -108,6 +113,13 @@ func (d *Daemon) Run(ctx context.Context) error {
 	d.loader = loader
 	defer loader.Close() // pinned: closing detaches nothing
 	go d.hub.forwardUnrouted(loader.Events())
+	if warm, err := d.keepHooksWarm(); err != nil {
+		// Only jails' start and end are slower: their attachments switch
+		// the kernel's cgroup hooks on and off.
+		d.log.Warn("no standing attachment of the jail programs", "err", err)
+	} else {
+		defer warm.Close()
+	}
 	if err := d.adopt(); err != nil {
 		return err
 	}
@@ -245,4 +257,14 @@ func (d *Daemon) entries() []*entry {
 		out = append(out, e)
 	}
 	return out
+}
+
+// keepHooksWarm holds the jail programs attached to the empty warmLeaf
+// cgroup while the daemon runs.
+func (d *Daemon) keepHooksWarm() (io.Closer, error) {
+	path, err := d.cgroupBase.Sibling(warmLeaf)
+	if err != nil {
+		return nil, err
+	}
+	return d.loader.KeepHooksWarm(path)
 }
