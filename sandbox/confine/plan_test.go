@@ -240,4 +240,9 @@ func TestExpandPorts(t *testing.T) {
 			t.Errorf("expandPorts(%v) = %d ports starting %v, want %d starting %d", tt.in, len(got), got[:min(len(got), 3)], tt.want, tt.first)
 		}
 	}
+	// Ports at the edges of the set's 64-bit words.
+	edges := []profiles.PortRange{{Lo: 63, Hi: 64}, port(0), port(127), port(128), port(65535)}
+	if got, err := expandPorts(edges); err != nil || !slices.Equal(got, []uint16{0, 63, 64, 127, 128, 65535}) {
+		t.Errorf("expandPorts(%v) = %v, %v; want [0 63 64 127 128 65535]", edges, got, err)
+	}
 }

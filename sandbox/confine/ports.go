@@ -2,6 +2,7 @@ package confine
 
 import (
 	"fmt"
+	"math/bits"
 
 	"github.com/mcpjail/mcpjail/profiles"
 )
@@ -20,12 +21,15 @@ func (s *portSet) addRange(r profiles.PortRange) error {
 	return nil
 }
 
-// ports lists the set in ascending order.
+// ports lists the set in ascending order. Empty words are skipped: the
+// init step plans on every run, and most sets hold a few ports.
 func (s *portSet) ports() []uint16 {
 	var out []uint16
-	for p := 0; p < 65536; p++ {
-		if s[p/64]&(1<<(p%64)) != 0 {
-			out = append(out, uint16(p))
+	for w, bitsLeft := range s {
+		for bitsLeft != 0 {
+			b := bits.TrailingZeros64(bitsLeft)
+			out = append(out, uint16(w*64+b))
+			bitsLeft &= bitsLeft - 1
 		}
 	}
 	return out
