@@ -15,6 +15,7 @@ import (
 	"github.com/mcpjail/mcpjail/sandbox"
 	"github.com/mcpjail/mcpjail/sandbox/cgroup"
 	"github.com/mcpjail/mcpjail/sandbox/daemon"
+	"github.com/mcpjail/mcpjail/tests/internal/e2e"
 )
 
 // TestDaemonRefusesToJailAJailedProcess: a process inside a jail (here a
@@ -23,21 +24,7 @@ import (
 // and eBPF policy; the same request for a child outside every jail works.
 func TestDaemonRefusesToJailAJailedProcess(t *testing.T) {
 	d := startDaemon(t, listenLoopback(t).port(), "", nil)
-	b := make([]byte, 6)
-	if _, err := rand.Read(b); err != nil {
-		t.Fatal(err)
-	}
-	jail, _, err := cgroup.Create("e2e-outer-"+hex.EncodeToString(b), profiles.Limits{})
-	if err != nil {
-		t.Fatalf("create the outer jail's cgroup: %v", err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		defer cancel()
-		if err := jail.Remove(ctx); err != nil {
-			t.Errorf("remove the outer jail's cgroup: %v", err)
-		}
-	})
+	jail := outerJail(t)
 
 	for _, tc := range []struct {
 		name    string
@@ -82,6 +69,58 @@ func TestDaemonRefusesToJailAJailedProcess(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestDaemonRefusesAJailedClient: a client inside a jail (here `mcpjail run`
+// born in a jail's cgroup, as a jailed server's child would be if its
+// profile let it reach the socket) is refused at prepare, before the daemon
+// builds anything for it.
+func TestDaemonRefusesAJailedClient(t *testing.T) {
+	d := startDaemon(t, listenLoopback(t).port(), "", nil)
+	jail := outerJail(t)
+	fd, err := jail.OpenV2()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fd.Close()
+	cmd := exec.CommandContext(withTimeout(t, time.Minute), suite.mcpjail, "run", "--daemon", "always", "--socket", d.socket, "--profile", "e2e-deny", "--", suite.hostile, "attempt", "self")
+	cmd.Env = defaultClientEnv()
+	cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(fd.Fd())}
+	out, err := cmd.CombinedOutput()
+	code, _ := e2e.ExitCode(err)
+	if code != 125 || !strings.Contains(string(out), "a jailed process cannot start a jail") {
+		t.Errorf("mcpjail run from inside a jail: exit %d, want 125 and a refusal\n%s", code, out)
+	}
+	if st, err := d.status(); err != nil || len(st.Jails) != 0 {
+		t.Errorf("the daemon holds jails after refusing a jailed client: %v (%v)", st, err)
+	}
+	// Refused at prepare, the first request: nothing was built (an attach
+	// refusal would come after the jail was).
+	if log := d.stderr.String(); !strings.Contains(log, `msg="refused run"`) || strings.Contains(log, `msg="jail built"`) {
+		t.Errorf("the daemon did not refuse the jailed client before building its jail:\n%s", log)
+	}
+}
+
+// outerJail creates a jail's cgroup (as a standalone run makes them),
+// removed when the test ends.
+func outerJail(t *testing.T) *cgroup.Group {
+	t.Helper()
+	b := make([]byte, 6)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	jail, _, err := cgroup.Create("e2e-outer-"+hex.EncodeToString(b), profiles.Limits{})
+	if err != nil {
+		t.Fatalf("create the outer jail's cgroup: %v", err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		if err := jail.Remove(ctx); err != nil {
+			t.Errorf("remove the outer jail's cgroup: %v", err)
+		}
+	})
+	return jail
 }
 
 // TestDaemonChecksTheServerName: the daemon takes a client's --name only if

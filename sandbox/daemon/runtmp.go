@@ -3,10 +3,23 @@ package daemon
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"runtime"
+	"strings"
 
 	"golang.org/x/sys/unix"
 )
+
+// isRunTmp reports whether dir has the shape of the private TMPDIR that
+// `mcpjail run` makes for the instance (sandbox.makePrivateTmp):
+// /tmp/mcpjail-<name>-<instance>-<random>. Only such a directory is removed
+// for a client, so that no request makes the daemon remove another
+// directory of the user's, even with the user's own rights.
+func isRunTmp(dir, instance string) bool {
+	base := filepath.Base(dir)
+	return filepath.Dir(dir) == "/tmp" && strings.HasPrefix(base, "mcpjail-") &&
+		strings.Contains(base, "-"+instance+"-") && !strings.HasSuffix(base, "-")
+}
 
 // removeRunTmp removes a run's private TMPDIR when its jail ends. The
 // client removes it too, but a client SIGKILLed by its MCP client cannot,

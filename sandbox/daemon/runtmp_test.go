@@ -81,3 +81,25 @@ func writeOwned(t *testing.T, path string, uid int) {
 		t.Fatal(err)
 	}
 }
+
+// TestIsRunTmp: only the shape `mcpjail run` makes, for this instance, in
+// /tmp, is removed for a client.
+func TestIsRunTmp(t *testing.T) {
+	const instance = "0123456789ab"
+	for dir, want := range map[string]bool{
+		"/tmp/mcpjail-default-0123456789ab-1234567":      true,
+		"/tmp/mcpjail-a.b_c-0123456789ab-9":              true,
+		"/tmp/mcpjail-default-ba9876543210-1234567":      false, // another instance
+		"/tmp/mcpjail-default-0123456789ab-":             false, // no random part
+		"/tmp/x/mcpjail-default-0123456789ab-1234567":    false, // not in /tmp
+		"/home/u/mcpjail-default-0123456789ab-1234567":   false,
+		"/tmp/project-0123456789ab-1":                    false, // not mcpjail's
+		"/tmp":                                           false,
+		"/tmp/mcpjail-default-0123456789ab-1234567/..":   false,
+		"/var/tmp/mcpjail-default-0123456789ab-12345678": false,
+	} {
+		if got := isRunTmp(dir, instance); got != want {
+			t.Errorf("isRunTmp(%q) = %v, want %v", dir, got, want)
+		}
+	}
+}

@@ -98,6 +98,9 @@ func (s *session) run(ctx context.Context, pr *PrepareRequest) {
 			return
 		}
 		tmpGone = true
+		if !isRunTmp(pr.TmpDir, pr.Instance) {
+			return // not one mcpjail run made: the client's own to remove
+		}
 		if err := removeRunTmp(s.peer, pr.TmpDir); err != nil {
 			d.log.Error("remove a run's TMPDIR", "server", rec.Server.Name, "instance", rec.Server.Instance, "err", err)
 		}
@@ -269,6 +272,15 @@ func closeFiles(fs []*os.File) {
 func (d *Daemon) compile(peer Peer, pr *PrepareRequest) (*jailRecord, error) {
 	if !instancePattern().MatchString(pr.Instance) {
 		return nil, &ReplyError{Code: sandbox.ExitUsage, Message: fmt.Sprintf("bad instance id %q", pr.Instance)}
+	}
+	// A jailed process gets nothing built for it: not a jail (its child is
+	// refused at attach too), and not the removal of a "TMPDIR" of its
+	// choosing with its user's rights at the session's end.
+	if jail, err := cgroup.JailOf(peer.PID); err != nil || jail != "" {
+		if err == nil {
+			err = fmt.Errorf("pid %d is inside the jail %s: a jailed process cannot start a jail", peer.PID, jail)
+		}
+		return nil, &ReplyError{Code: sandbox.ExitRefused, Message: err.Error()}
 	}
 	d.mu.Lock()
 	_, dup := d.jails[pr.Instance]
