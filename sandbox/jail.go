@@ -50,6 +50,7 @@ type Jail struct {
 	stopEvents func()
 	lostAt     uint64 // the loader's lost count when the jail started
 
+	stopOnce  sync.Once
 	closeOnce sync.Once
 	oomKills  uint64
 }
@@ -153,16 +154,27 @@ func (j *Jail) EgressBytes() (uint64, bool) {
 	return u.Bytes, true
 }
 
-// Close tears the jail down in the order that keeps enforcement on until
-// nothing of it runs: processes killed and the cgroup removed, then the
-// jail's sockets destroyed and its eBPF programs detached, then its last
-// events read. OOM kills are reported before the cgroup's files go. It is
-// safe to call more than once.
-func (j *Jail) Close() {
-	j.closeOnce.Do(j.teardown)
+// Stop ends everything that runs in the jail and delivers its events: the
+// processes are killed and the cgroup removed, every kernel event written
+// until then is read, and lost records and OOM kills are reported (OOM
+// kills are read before the cgroup's files go). The eBPF programs stay
+// attached until Close, so orphaned sockets remain filtered, and what they
+// write meanwhile still reaches the jail's log. Safe to call more than once.
+func (j *Jail) Stop() {
+	j.stopOnce.Do(j.stop)
 }
 
-func (j *Jail) teardown() {
+// Close tears the jail down in the order that keeps enforcement on until
+// nothing of it runs: Stop, then the jail's sockets destroyed and its eBPF
+// programs detached, then its last events read. Safe to call more than once.
+func (j *Jail) Close() {
+	j.closeOnce.Do(func() {
+		j.Stop()
+		j.detach()
+	})
+}
+
+func (j *Jail) stop() {
 	if n, err := j.grp.OOMKills(); err == nil && n > 0 {
 		j.oomKills = n
 	}
@@ -171,6 +183,21 @@ func (j *Jail) teardown() {
 		j.logger.Error("remove jail cgroup", "err", err)
 	}
 	cancel()
+	if j.stopEvents != nil {
+		j.syncEvents()
+		if n, err := j.loader.Lost(); err == nil && n > j.lostAt {
+			lost := n - j.lostAt
+			j.events.Emit(audit.Event{Kind: audit.KindLost, Verdict: audit.VerdictAudit, Layer: audit.LayerBPF, Count: int(lost),
+				Reason: fmt.Sprintf("%d kernel event record(s) lost while the jail ran: the ring buffer was full", lost)})
+		}
+	}
+	if j.oomKills > 0 {
+		j.events.Emit(audit.Event{Kind: audit.KindLimit, Target: "memory", Verdict: audit.VerdictDeny, Layer: audit.LayerCgroup, Action: audit.ActionKill,
+			Reason: fmt.Sprintf("memory limit of %d bytes reached: %d process(es) OOM-killed", j.Policy().Limits.MemoryBytes, j.oomKills)})
+	}
+}
+
+func (j *Jail) detach() {
 	if j.net != nil {
 		// Orphaned sockets outlive their processes and would send what is
 		// left in their queues unfiltered once the programs are detached.
@@ -182,21 +209,18 @@ func (j *Jail) teardown() {
 		}
 	}
 	if j.stopEvents != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), eventSyncTimeout)
-		if err := j.loader.Sync(ctx); err != nil {
-			j.logger.Error("read the jail's last eBPF events", "err", err)
-		}
-		cancel()
+		j.syncEvents()
 		j.stopEvents()
 		j.events.Flush()
-		if n, err := j.loader.Lost(); err == nil && n > j.lostAt {
-			lost := n - j.lostAt
-			j.events.Emit(audit.Event{Kind: audit.KindLost, Verdict: audit.VerdictAudit, Layer: audit.LayerBPF, Count: int(lost),
-				Reason: fmt.Sprintf("%d kernel event record(s) lost while the jail ran: the ring buffer was full", lost)})
-		}
 	}
-	if j.oomKills > 0 {
-		j.events.Emit(audit.Event{Kind: audit.KindLimit, Target: "memory", Verdict: audit.VerdictDeny, Layer: audit.LayerCgroup, Action: audit.ActionKill,
-			Reason: fmt.Sprintf("memory limit of %d bytes reached: %d process(es) OOM-killed", j.Policy().Limits.MemoryBytes, j.oomKills)})
+}
+
+// syncEvents reads every kernel event written so far into the jail's log.
+func (j *Jail) syncEvents() {
+	ctx, cancel := context.WithTimeout(context.Background(), eventSyncTimeout)
+	defer cancel()
+	if err := j.loader.Sync(ctx); err != nil {
+		j.logger.Error("read the jail's last eBPF events", "err", err)
 	}
+	j.events.Flush()
 }

@@ -26,8 +26,10 @@ type Remote interface {
 	// Events delivers the jail's events as the daemon wrote them; it is
 	// closed when the connection ends.
 	Events() <-chan audit.Event
-	// Release ends the jail once the server has exited; the jail's last
-	// events are delivered on Events before it returns.
+	// Release ends the jail once the server has exited: when it returns,
+	// nothing of the jail runs, its cgroup is gone and its last events were
+	// delivered on Events. The daemon destroys its sockets and detaches its
+	// programs afterwards.
 	Release() error
 	Close() error
 }

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/mcpjail/mcpjail/sandbox/audit"
+	"github.com/mcpjail/mcpjail/sandbox/daemon"
 )
 
 // TestDaemonGivesUnprivilegedRunsTheWholeJail: uid 65534 runs the fixture
@@ -108,9 +109,21 @@ func TestDaemonGivesUnprivilegedRunsTheWholeJail(t *testing.T) {
 	}) {
 		t.Errorf("metrics show no denied connect:\n%s", scrape)
 	}
-	st, err := d.status()
-	if err != nil || len(st.Jails) != 0 {
-		t.Fatalf("after the runs the daemon still holds jails: %+v (%v)", st, err)
+	// A run's jail is stopped before its client exits; its sockets and
+	// programs go right after, and with them the jail from status.
+	var st *daemon.Status
+	if left := eventually(cleanupDeadline, func() []string {
+		var err error
+		if st, err = d.status(); err != nil {
+			return []string{err.Error()}
+		}
+		var held []string
+		for _, j := range st.Jails {
+			held = append(held, j.Server.Name+"/"+j.Server.Instance)
+		}
+		return held
+	}); len(left) > 0 {
+		t.Fatalf("after the runs the daemon still holds jails: %v", left)
 	}
 	// status says which layers are active, as doctor's probes do.
 	wantLSM := "BPF-LSM layer unavailable"

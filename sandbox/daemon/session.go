@@ -162,10 +162,13 @@ func (s *session) run(ctx context.Context, pr *PrepareRequest) {
 			return
 		}
 		if req.Op == OpRelease {
+			// The client waits for the reply, and needs nothing of the jail
+			// once it runs nothing and its events are out: its sockets and
+			// programs go after the reply (the deferred release).
 			t0 := time.Now()
-			d.release(e)
+			e.jail.Stop()
 			removeTmp()
-			d.log.Debug("jail released on request", "instance", rec.Server.Instance, "took", time.Since(t0))
+			d.log.Debug("jail stopped on request", "instance", rec.Server.Instance, "took", time.Since(t0))
 			_ = s.c.send(&Reply{V: ProtocolVersion, Released: true})
 			return
 		}
