@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -69,4 +70,30 @@ func (d *benchDaemon) stop(e env) {
 // asNobody runs argv as uid/gid 65534, the way an unprivileged client would.
 func asNobody(argv ...string) []string {
 	return append([]string{"/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"}, argv...)
+}
+
+// waitIdle waits until the daemon holds no jail.
+func (d *benchDaemon) waitIdle(ctx context.Context, e env) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	for {
+		out, err := exec.CommandContext(ctx, e.mcpjail, "status", "--json", "--socket", d.socket).Output()
+		if err != nil {
+			return fmt.Errorf("daemon status: %w", err)
+		}
+		var st struct {
+			Jails []json.RawMessage `json:"jails"`
+		}
+		if err := json.Unmarshal(out, &st); err != nil {
+			return fmt.Errorf("decode daemon status: %w", err)
+		}
+		if len(st.Jails) == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("the daemon still holds %d jail(s): %w", len(st.Jails), ctx.Err())
+		case <-time.After(time.Millisecond):
+		}
+	}
 }
