@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -173,6 +174,35 @@ func TestNoLeftoversAfterDaemonClientIsKilled(t *testing.T) {
 	}
 	r.wait()
 	r.assertNothingLeft(t, cleanupDeadline)
+}
+
+// TestNoLeftoversAfterDaemonAndClientAreKilled: the daemon is killed (-9),
+// then the run's client, so that nothing watches the run. From the jail's
+// record, a restarted daemon (which adopts the jail, finds it empty and
+// releases it) or `mcpjail daemon --cleanup` removes the jail, its cgroup
+// and the run's TMPDIR.
+func TestNoLeftoversAfterDaemonAndClientAreKilled(t *testing.T) {
+	requireRoot(t)
+	name := "e2e-leftovers"
+	for _, after := range []string{"restart", "cleanup"} {
+		t.Run(after, func(t *testing.T) {
+			d := startDaemon(t, listenLoopback(t).port(), "", map[string]string{name: strings.ReplaceAll(orphanProfile, "${HOSTILE}", suite.hostile)})
+			spec := d.nobody(name, nobodyDir(t))
+			spec.name = name
+			r := startOrphanWith(t, spec)
+			d.kill9(t)
+			if err := r.cmd.Kill(); err != nil {
+				t.Fatal(err)
+			}
+			r.wait()
+			if after == "restart" {
+				d.start(t)
+			} else if out, err := exec.Command(suite.mcpjail, "daemon", "--config", d.config, "--cleanup").CombinedOutput(); err != nil {
+				t.Fatalf("daemon --cleanup: %v\n%s", err, out)
+			}
+			r.assertNothingLeft(t, cleanupDeadline)
+		})
+	}
 }
 
 // TestNoEBPFObjectsAfterTheRun: the eBPF layer of a standalone run does not

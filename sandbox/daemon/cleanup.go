@@ -32,6 +32,7 @@ func Cleanup(cfg Config, logger *slog.Logger) error {
 			logger.Info("removed jail", "server", r.Server.Name, "instance", r.Server.Instance)
 		}
 		cancel()
+		removeRunTmp(r, logger)
 		if err := st.remove(r.Server.Instance); err != nil {
 			errs = append(errs, err)
 		}

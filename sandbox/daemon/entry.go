@@ -56,6 +56,10 @@ func (d *Daemon) release(e *entry) {
 		if e.jail != nil {
 			e.jail.Close()
 		}
+		if e.adopted {
+			// Its client talked to the previous daemon and may be gone too.
+			removeRunTmp(e.rec, d.log)
+		}
 		e.events.Close()
 		if err := d.state.remove(e.rec.Server.Instance); err != nil {
 			d.log.Error("jail state", "instance", e.rec.Server.Instance, "err", err)

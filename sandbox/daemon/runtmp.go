@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -24,18 +25,29 @@ func isRunTmp(dir, instance string) bool {
 // removeRunTmp removes a run's private TMPDIR when its jail ends. The
 // client removes it too, but a client SIGKILLed by its MCP client cannot,
 // and a run through the daemon has no cleanup guard: the daemon is the one
-// that outlives the client. The directory is the peer's (checkRunPaths), so
-// it is removed with the peer's file system rights, never root's: inside a
-// directory a user controls, root's rights would be a gift (and the unit
-// does not keep CAP_DAC_OVERRIDE, so root could not enter a 0700 directory
-// of another user anyway).
-func removeRunTmp(peer Peer, dir string) error {
+// that outlives the client (a restarted one too: the path is in the jail's
+// record). Only a directory of the shape the client makes is removed.
+func removeRunTmp(rec *jailRecord, logger *slog.Logger) {
+	dir := rec.Vars.TmpDir
+	if !isRunTmp(dir, rec.Server.Instance) {
+		return // not one mcpjail run made: the client's own to remove
+	}
+	if err := removeAs(dir, rec.UID, rec.GID); err != nil {
+		logger.Error("remove a run's TMPDIR", "server", rec.Server.Name, "instance", rec.Server.Instance, "err", err)
+	}
+}
+
+// removeAs removes dir with the file system rights of uid and gid, never
+// root's: inside a directory a user controls, root's rights would be a gift
+// (and the unit does not keep CAP_DAC_OVERRIDE, so root could not enter a
+// 0700 directory of another user anyway).
+func removeAs(dir string, uid, gid int) error {
 	errc := make(chan error, 1)
 	go func() {
-		// Never unlocked: the thread with the peer's fsuid ends with this
+		// Never unlocked: the thread with the user's fsuid ends with this
 		// goroutine and serves nothing else.
 		runtime.LockOSThread()
-		errc <- removeAsFSUser(dir, peer.UID, peer.GID)
+		errc <- removeAsFSUser(dir, uid, gid)
 	}()
 	return <-errc
 }

@@ -8,11 +8,11 @@ import (
 	"testing"
 )
 
-// TestRemoveRunTmpUsesThePeersRights: the daemon removes a run's TMPDIR with
+// TestRemoveAsUsesTheUsersRights: the daemon removes a run's TMPDIR with
 // the user's file system rights. A directory inside it that the user cannot
 // write (root's, mode 0700) stays, and says so; root's rights would have
 // removed it.
-func TestRemoveRunTmpUsesThePeersRights(t *testing.T) {
+func TestRemoveAsUsesTheUsersRights(t *testing.T) {
 	if os.Geteuid() != 0 {
 		if os.Getenv("CI") == "true" {
 			t.Fatal("CI=true and the test needs root (setfsuid, chown)")
@@ -37,7 +37,7 @@ func TestRemoveRunTmpUsesThePeersRights(t *testing.T) {
 	mkdirOwned(t, rootOnly, 0)
 	writeOwned(t, filepath.Join(rootOnly, "file"), 0)
 
-	err = removeRunTmp(Peer{UID: user, GID: user}, dir)
+	err = removeAs(dir, user, user)
 	if !errors.Is(err, fs.ErrPermission) {
 		t.Errorf("removing a TMPDIR holding a root-only directory as uid %d: %v, want a permission error", user, err)
 	}
@@ -51,13 +51,13 @@ func TestRemoveRunTmpUsesThePeersRights(t *testing.T) {
 	if err := os.RemoveAll(rootOnly); err != nil {
 		t.Fatal(err)
 	}
-	if err := removeRunTmp(Peer{UID: user, GID: user}, dir); err != nil {
+	if err := removeAs(dir, user, user); err != nil {
 		t.Fatalf("remove the user's TMPDIR: %v", err)
 	}
 	if _, err := os.Stat(dir); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("the TMPDIR is still there (%v)", err)
 	}
-	if err := removeRunTmp(Peer{UID: user, GID: user}, dir); err != nil {
+	if err := removeAs(dir, user, user); err != nil {
 		t.Errorf("removing a TMPDIR that is already gone: %v, want nil", err)
 	}
 }

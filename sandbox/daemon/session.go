@@ -98,12 +98,7 @@ func (s *session) run(ctx context.Context, pr *PrepareRequest) {
 			return
 		}
 		tmpGone = true
-		if !isRunTmp(pr.TmpDir, pr.Instance) {
-			return // not one mcpjail run made: the client's own to remove
-		}
-		if err := removeRunTmp(s.peer, pr.TmpDir); err != nil {
-			d.log.Error("remove a run's TMPDIR", "server", rec.Server.Name, "instance", rec.Server.Instance, "err", err)
-		}
+		removeRunTmp(rec, d.log)
 	}
 	defer removeTmp()
 	if err := s.c.send(&Reply{V: ProtocolVersion, Prepared: &Prepared{Server: rec.Server, Policy: rec.Policy, Missing: d.loader.Missing()}}); err != nil {
@@ -312,6 +307,6 @@ func (d *Daemon) compile(peer Peer, pr *PrepareRequest) (*jailRecord, error) {
 	} else if err := profiles.CheckName(name); err != nil {
 		return nil, &ReplyError{Code: sandbox.ExitUsage, Message: "server " + err.Error()}
 	}
-	return &jailRecord{Server: audit.Server{Name: name, Instance: pr.Instance}, UID: peer.UID, User: peer.Name,
+	return &jailRecord{Server: audit.Server{Name: name, Instance: pr.Instance}, UID: peer.UID, GID: peer.GID, User: peer.Name,
 		Profile: label, Policy: pol, Vars: vars, Started: time.Now(), Declared: isChildOfDaemon(peer)}, nil
 }

@@ -21,6 +21,7 @@ import (
 type jailRecord struct {
 	Server  audit.Server     `json:"server"`
 	UID     int              `json:"uid"`
+	GID     int              `json:"gid"`
 	User    string           `json:"user"`
 	Profile string           `json:"profile"`
 	Policy  *profiles.Policy `json:"policy"`
