@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -44,7 +45,8 @@ type prepared struct {
 	env      []string
 	missing  []string // layers this kernel or privilege level lacks
 	events   *audit.Log
-	network  *bpf.Loader // the eBPF layer; nil when missing
+	network  *bpf.Loader  // the eBPF layer; nil when missing
+	netLoad  *networkLoad // the eBPF layer loading, for a standalone root run
 	// sharedPIDNS: a run through the daemon goes on in the host's PID
 	// namespace (no user namespace here, --allow-degraded).
 	sharedPIDNS bool
@@ -95,8 +97,15 @@ func prepare(opts Options) (_ *prepared, err error) {
 	}
 	getenv := func(k string) string { v, _ := opts.LookupEnv(k); return v }
 	p := &prepared{opts: opts, instance: newInstanceID()}
+	if opts.Remote == nil && os.Geteuid() == 0 {
+		p.netLoad = startNetworkLoad(opts.Logger)
+	}
 	defer func() {
 		if err != nil {
+			if p.network == nil && p.netLoad != nil {
+				// Loaded in the background: it must not outlive a refusal.
+				p.network, _ = p.netLoad.wait()
+			}
 			if p.network != nil {
 				p.network.Close()
 			}
@@ -191,14 +200,42 @@ func (p *prepared) closeNetwork() {
 	}
 }
 
-// loadNetworkLayer loads the eBPF programs that filter the jail's network
-// access; it returns what is missing when they, or some of them (the UNIX
-// socket filter before Linux 6.7), cannot be used here.
-func (p *prepared) loadNetworkLayer() []string {
-	if cgroup.DetectMode() == cgroup.ModeV1 || cgroup.DetectMode() == cgroup.ModeNone {
-		return []string{"eBPF network layer (no cgroup v2 hierarchy to attach its programs to)"}
+// networkLoad is the eBPF layer loading in the background while the run is
+// prepared: loading and verifying the programs takes tens of milliseconds
+// of CPU and needs nothing of the profile, which is compiled and checked
+// (an integrity pin hashes the whole executable) meanwhile.
+type networkLoad struct {
+	done   chan struct{}
+	loader *bpf.Loader
+	err    error
+}
+
+func startNetworkLoad(logger *slog.Logger) *networkLoad {
+	n := &networkLoad{done: make(chan struct{})}
+	if m := cgroup.DetectMode(); m == cgroup.ModeV1 || m == cgroup.ModeNone {
+		n.err = errors.New("no cgroup v2 hierarchy to attach its programs to")
+		close(n.done)
+		return n
 	}
-	l, err := bpf.Load(context.Background(), p.opts.Logger)
+	go func() {
+		defer close(n.done)
+		n.loader, n.err = bpf.Load(context.Background(), logger)
+	}()
+	return n
+}
+
+// wait returns the loaded layer, or why there is none.
+func (n *networkLoad) wait() (*bpf.Loader, error) {
+	<-n.done
+	return n.loader, n.err
+}
+
+// loadNetworkLayer takes the eBPF programs that filter the jail's network
+// access from the background load; it returns what is missing when they,
+// or some of them (the UNIX socket filter before Linux 6.7), cannot be
+// used here.
+func (p *prepared) loadNetworkLayer() []string {
+	l, err := p.netLoad.wait()
 	if err != nil {
 		return []string{fmt.Sprintf("eBPF network layer (%v)", err)}
 	}
