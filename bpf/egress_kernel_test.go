@@ -279,6 +279,13 @@ func budgetEntries(t *testing.T, l *Loader) int {
 // are prog.
 func egressAttached(t *testing.T, dir string, prog *ebpf.Program) int {
 	t.Helper()
+	return timesAttached(t, dir, prog, ebpf.AttachCGroupInetEgress)
+}
+
+// timesAttached counts the attachments of prog directly to the cgroup
+// directory dir as at.
+func timesAttached(t *testing.T, dir string, prog *ebpf.Program, at ebpf.AttachType) int {
+	t.Helper()
 	info, err := prog.Info()
 	if err != nil {
 		t.Fatal(err)
@@ -289,9 +296,9 @@ func egressAttached(t *testing.T, dir string, prog *ebpf.Program) int {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	res, err := link.QueryPrograms(link.QueryOptions{Target: int(f.Fd()), Attach: ebpf.AttachCGroupInetEgress})
+	res, err := link.QueryPrograms(link.QueryOptions{Target: int(f.Fd()), Attach: at})
 	if err != nil {
-		t.Fatalf("query egress programs on %s: %v", dir, err)
+		t.Fatalf("query %s programs on %s: %v", at, dir, err)
 	}
 	n := 0
 	for _, p := range res.Programs {

@@ -153,17 +153,23 @@ func TestNoLeftoversAfterMcpjailIsKilled(t *testing.T) {
 	r.assertNothingLeft(t, cleanupDeadline)
 }
 
+// startDaemonOrphan starts a daemon and the run through it, as uid 65534.
+func startDaemonOrphan(t *testing.T) (*testDaemon, *orphanRun) {
+	t.Helper()
+	name := "e2e-leftovers"
+	d := startDaemon(t, listenLoopback(t).port(), "", map[string]string{name: strings.ReplaceAll(orphanProfile, "${HOSTILE}", suite.hostile)})
+	spec := d.nobody(name, nobodyDir(t))
+	spec.name = name
+	return d, startOrphanWith(t, spec)
+}
+
 // TestNoLeftoversAfterDaemonClientIsKilled: a run through the daemon has no
 // cleanup guard of its own; when its mcpjail is SIGKILLed, the daemon sees
 // the connection close and removes the jail and the run's private TMPDIR
 // (which the client created, as the user).
 func TestNoLeftoversAfterDaemonClientIsKilled(t *testing.T) {
 	requireRoot(t)
-	name := "e2e-leftovers"
-	d := startDaemon(t, listenLoopback(t).port(), "", map[string]string{name: strings.ReplaceAll(orphanProfile, "${HOSTILE}", suite.hostile)})
-	spec := d.nobody(name, nobodyDir(t))
-	spec.name = name
-	r := startOrphanWith(t, spec)
+	_, r := startDaemonOrphan(t)
 	for _, g := range procsWithArg(guardArg) {
 		if parentPID(g.pid) == r.cmd.Pid {
 			t.Errorf("a run through the daemon started a cleanup guard: %v", g)
@@ -183,13 +189,9 @@ func TestNoLeftoversAfterDaemonClientIsKilled(t *testing.T) {
 // and the run's TMPDIR.
 func TestNoLeftoversAfterDaemonAndClientAreKilled(t *testing.T) {
 	requireRoot(t)
-	name := "e2e-leftovers"
 	for _, after := range []string{"restart", "cleanup"} {
 		t.Run(after, func(t *testing.T) {
-			d := startDaemon(t, listenLoopback(t).port(), "", map[string]string{name: strings.ReplaceAll(orphanProfile, "${HOSTILE}", suite.hostile)})
-			spec := d.nobody(name, nobodyDir(t))
-			spec.name = name
-			r := startOrphanWith(t, spec)
+			d, r := startDaemonOrphan(t)
 			d.kill9(t)
 			if err := r.cmd.Kill(); err != nil {
 				t.Fatal(err)
