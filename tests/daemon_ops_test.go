@@ -176,7 +176,7 @@ func TestDaemonCleanupRemovesRunningJails(t *testing.T) {
 	}
 	// Beside the jails' parent: the empty cgroup that keeps one attachment
 	// of each jail program while the daemon runs (bpf.Loader.KeepHooksWarm).
-	warm := filepath.Join(filepath.Dir(filepath.Dir(rec.Cgroup.V2)), "hooks-warm")
+	warm := filepath.Join(filepath.Dir(filepath.Dir(rec.Cgroup.V2)), "mcpjail-hooks-warm")
 	if n := programsAttached(t, warm, ebpf.AttachCGroupInet4Connect); n != 1 {
 		t.Errorf("%d connect4 programs attached to %s while the daemon runs, want 1", n, warm)
 	}

@@ -22,8 +22,10 @@ import (
 const delegateLeaf = "supervisor"
 
 // warmLeaf is the empty cgroup beside it that holds a standing attachment
-// of each jail program (bpf.Loader.KeepHooksWarm).
-const warmLeaf = "hooks-warm"
+// of each jail program (bpf.Loader.KeepHooksWarm). Prefixed, unlike the
+// leaf: a daemon in the v2 root (outside systemd) makes it there too, where
+// another program's cgroup of a plainer name could exist.
+const warmLeaf = "mcpjail-hooks-warm"
 
 // Options are what `mcpjail daemon` passes besides the config.
 type Options struct {
