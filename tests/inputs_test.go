@@ -38,15 +38,8 @@ func TestWorkdirRootIsRefused(t *testing.T) {
 // refused, as a profile's name would be.
 func TestServerNameIsChecked(t *testing.T) {
 	requireRoot(t)
-	cmd := exec.CommandContext(withTimeout(t, time.Minute), suite.mcpjail, "run", "--name", "x\x1b]0;title\x07", "--", "/bin/true")
-	cmd.Env = defaultClientEnv()
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	code, err := e2e.ExitCode(cmd.Run())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if code != 2 || !strings.Contains(stderr.String(), "--name") || strings.Contains(stderr.String(), "\x1b") {
-		t.Errorf("exit %d, want 2 naming --name, with nothing raw echoed\nstderr: %q", code, stderr.String())
+	out := jailSpec{name: "x\x1b]0;title\x07"}.run(t, nil, "/bin/true")
+	if out.code != 2 || !strings.Contains(out.stderr, "--name") || strings.Contains(out.stderr, "\x1b") {
+		t.Errorf("exit %d, want 2 naming --name, with nothing raw echoed\nstderr: %q", out.code, out.stderr)
 	}
 }

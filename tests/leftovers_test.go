@@ -163,6 +163,21 @@ func startDaemonOrphan(t *testing.T) (*testDaemon, *orphanRun) {
 	return d, startOrphanWith(t, spec)
 }
 
+// TestNoLeftoversAfterDaemonServerExits: when `mcpjail run` through the
+// daemon returns, the jail is already stopped: the server's orphaned child
+// is dead, the cgroups are gone, and so is the run's TMPDIR (the daemon
+// answers the release only then; it detaches the programs afterwards).
+func TestNoLeftoversAfterDaemonServerExits(t *testing.T) {
+	requireRoot(t)
+	_, r := startDaemonOrphan(t)
+	r.stdin.Close() // the server exits 0; its orphan is still running
+	code, err := r.wait()
+	if err != nil || code != 0 {
+		t.Errorf("exit status %d (%v), want the server's 0", code, err)
+	}
+	r.assertNothingLeft(t, 0)
+}
+
 // TestNoLeftoversAfterDaemonClientIsKilled: a run through the daemon has no
 // cleanup guard of its own; when its mcpjail is SIGKILLed, the daemon sees
 // the connection close and removes the jail and the run's private TMPDIR

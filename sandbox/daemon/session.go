@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/mcpjail/mcpjail/profiles"
@@ -92,14 +93,7 @@ func (s *session) run(ctx context.Context, pr *PrepareRequest) {
 	}
 	// The run's TMPDIR is the peer's (compile checked it); it goes when the
 	// session ends, after the jail: nothing of the run writes to it then.
-	tmpGone := false
-	removeTmp := func() {
-		if tmpGone {
-			return
-		}
-		tmpGone = true
-		removeRunTmp(rec, d.log)
-	}
+	removeTmp := sync.OnceFunc(func() { removeRunTmp(rec, d.log) })
 	defer removeTmp()
 	if err := s.c.send(&Reply{V: ProtocolVersion, Prepared: &Prepared{Server: rec.Server, Policy: rec.Policy, Missing: d.loader.Missing()}}); err != nil {
 		return
