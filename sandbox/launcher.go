@@ -47,6 +47,10 @@ type prepared struct {
 	events   *audit.Log
 	network  *bpf.Loader  // the eBPF layer; nil when missing
 	netLoad  *networkLoad // the eBPF layer loading, for a standalone root run
+	// early is the init step of a run through the daemon, started before
+	// the daemon is asked for anything (earlyErr: why it did not start).
+	early    *initStep
+	earlyErr error
 	// sharedPIDNS: a run through the daemon goes on in the host's PID
 	// namespace (no user namespace here, --allow-degraded).
 	sharedPIDNS bool
@@ -68,6 +72,7 @@ func Run(ctx context.Context, opts Options) (int, error) {
 	defer p.events.Close()
 	defer os.RemoveAll(p.tmpDir)
 	defer p.closeNetwork()
+	defer p.abortEarlyInit() // refused before the launch
 	if len(p.missing) > 0 {
 		if !opts.AllowDegraded {
 			reason := "missing layers: " + strings.Join(p.missing, "; ")
@@ -100,8 +105,15 @@ func prepare(opts Options) (_ *prepared, err error) {
 	if opts.Remote == nil && os.Geteuid() == 0 {
 		p.netLoad = startNetworkLoad(opts.Logger)
 	}
+	if opts.Remote != nil {
+		// Go's start-up in init (a few milliseconds) overlaps the daemon's
+		// work: init only waits for its spec, which it gets once the daemon
+		// has moved it into the jail, as with a later start.
+		p.early, p.earlyErr = p.startInit(os.Geteuid() == 0, nil)
+	}
 	defer func() {
 		if err != nil {
+			p.abortEarlyInit()
 			if p.network == nil && p.netLoad != nil {
 				// Loaded in the background: it must not outlive a refusal.
 				p.network, _ = p.netLoad.wait()

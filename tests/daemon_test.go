@@ -135,6 +135,46 @@ func TestDaemonGivesUnprivilegedRunsTheWholeJail(t *testing.T) {
 	}
 }
 
+// TestDaemonRunWithoutUserNamespaces: the init step of a run through the
+// daemon starts in a user namespace before the daemon answers. Where the
+// host allows none, the run refuses, or with --allow-degraded goes on in
+// the host's PID namespace and says so.
+func TestDaemonRunWithoutUserNamespaces(t *testing.T) {
+	requireRoot(t)
+	d := startDaemon(t, listenLoopback(t).port(), "", nil)
+	workdir := nobodyDir(t)
+
+	strict := d.nobody("e2e-deny", workdir)
+	strict.strict, strict.noUserNS = true, true
+	out := strict.run(t, nil, suite.hostile, "attempt", "self")
+	if out.code != 125 {
+		t.Errorf("without user namespaces: exit %d, want 125 (refused)\nstdout %q\nstderr:\n%s", out.code, out.stdout, out.stderr)
+	}
+	// A kernel that lacks a layer of the profile (suite.gaps) is refused
+	// for that first, before the launch.
+	if len(suite.gaps) == 0 && !strings.Contains(out.stderr, "cannot create a user namespace") {
+		t.Errorf("the refusal does not name the user namespace:\n%s", out.stderr)
+	}
+
+	degraded := d.nobody("e2e-deny", workdir)
+	degraded.allowDegraded, degraded.noUserNS = true, true
+	out = degraded.run(t, nil, suite.hostile, "attempt", "self")
+	var self struct {
+		PIDNS string `json:"pid_ns"`
+	}
+	if err := json.Unmarshal(decodeAttempt(t, out.stdout).Data, &self); out.code != 0 || err != nil {
+		t.Fatalf("degraded run: exit %d (%v)\nstdout %q\nstderr:\n%s", out.code, err, out.stdout, out.stderr)
+	}
+	if mine, _ := os.Readlink("/proc/self/ns/pid"); self.PIDNS != mine {
+		t.Errorf("server's PID namespace %q, want the host's %q (no user namespace to own another)", self.PIDNS, mine)
+	}
+	if !findEvent(out.events, func(e audit.Event) bool {
+		return e.Kind == audit.KindDegraded && strings.Contains(e.Reason, "without a PID namespace")
+	}) {
+		t.Errorf("no degraded event for the PID namespace:\n%s", formatEvents(out.events))
+	}
+}
+
 // TestDaemonRefusesWhatTheConfigDoesNotAllow: a user outside the allowed
 // users is refused at the socket, and an allowed user cannot bring a
 // profile of their own.

@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -34,6 +35,11 @@ type jailSpec struct {
 	env []string
 	// extra are more flags of `mcpjail run` (e.g. --socket of a test daemon).
 	extra []string
+	// noUserNS runs mcpjail where it can create no user namespace, as on a
+	// host that forbids unprivileged ones: inside a user namespace of the
+	// test's own (uids 0 and 65534 mapped to themselves) whose
+	// max_user_namespaces is 0.
+	noUserNS bool
 }
 
 // defaultClientEnv is what an MCP client typically hands a server command
@@ -75,7 +81,15 @@ func (s jailSpec) command(t *testing.T, ctx context.Context, argv ...string) (*e
 		args = append([]string{"--reuid=65534", "--regid=65534", "--clear-groups", suite.mcpjail}, args...)
 		path = setprivPath
 	}
+	if s.noUserNS {
+		args = append([]string{"-c", `echo 0 > /proc/sys/user/max_user_namespaces && exec "$@"`, "sh", path}, args...)
+		path = "/bin/sh"
+	}
 	cmd := exec.CommandContext(ctx, path, args...)
+	if s.noUserNS {
+		ids := []syscall.SysProcIDMap{{ContainerID: 0, HostID: 0, Size: 1}, {ContainerID: 65534, HostID: 65534, Size: 1}}
+		cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWUSER, UidMappings: ids, GidMappings: ids, GidMappingsEnableSetgroups: true}
+	}
 	cmd.Env = s.env
 	if cmd.Env == nil {
 		cmd.Env = defaultClientEnv()

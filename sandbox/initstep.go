@@ -1,0 +1,261 @@
+package sandbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"runtime"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/mcpjail/mcpjail/sandbox/audit"
+	"github.com/mcpjail/mcpjail/sandbox/cgroup"
+)
+
+// initStep is the init process from its start to its exit. Started, it
+// waits for its spec, which it gets only once it is inside the jail.
+type initStep struct {
+	cmd       *exec.Cmd
+	specW     *os.File       // the spec pipe's write end
+	lifeW     *os.File       // the lifeline: init sees EOF when this process dies
+	seccomp   *os.File       // where init sends the seccomp listener
+	pidfd     int            // -1 unless a daemon must identify the child
+	supervise bool           // init is PID 1 of a new PID namespace
+	sigs      chan os.Signal // relayed signals, from the supervision on
+	// ended is closed once the process was waited for: only then may the
+	// thread that started it exit, since the parent-death signal fires when
+	// the creating thread exits, not the process.
+	ended chan struct{}
+}
+
+// userNSError is a failed start of the init step in a new user namespace.
+type userNSError struct{ err error }
+
+func (e *userNSError) Error() string { return "start init step in a user namespace: " + e.err.Error() }
+
+// startInit starts the init step on an OS thread that is locked until the
+// step ends. Its errors are not yet events: a run through the daemon starts
+// init before its event log exists (prepare).
+func (p *prepared) startInit(root bool, grp *cgroup.Group) (*initStep, error) {
+	type result struct {
+		s   *initStep
+		err error
+	}
+	started := make(chan result, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread dies with the goroutine
+		s, err := p.spawnInit(root, grp)
+		started <- result{s, err}
+		if err == nil {
+			<-s.ended
+		}
+	}()
+	r := <-started
+	return r.s, r.err
+}
+
+func (p *prepared) spawnInit(root bool, grp *cgroup.Group) (_ *initStep, err error) {
+	self, err := os.Executable()
+	if err != nil {
+		return nil, fmt.Errorf("find own executable: %w", err)
+	}
+	var closeOnErr []*os.File
+	defer func() {
+		if err != nil {
+			for _, f := range closeOnErr {
+				f.Close()
+			}
+		}
+	}()
+	specR, specW, err := os.Pipe()
+	if err != nil {
+		return nil, fmt.Errorf("spec pipe: %w", err)
+	}
+	lifeR, lifeW, err := os.Pipe()
+	if err != nil {
+		specR.Close()
+		specW.Close()
+		return nil, fmt.Errorf("lifeline pipe: %w", err)
+	}
+	seccompConn, seccompInit, err := seccompChannel()
+	if err != nil {
+		specR.Close()
+		lifeR.Close()
+		specW.Close()
+		lifeW.Close()
+		return nil, err
+	}
+	// The child's ends are not ours to keep, whatever happens.
+	defer specR.Close()
+	defer lifeR.Close()
+	defer seccompInit.Close()
+	closeOnErr = []*os.File{specW, lifeW, seccompConn}
+	cmd := exec.Command(self, initArg)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+	cmd.ExtraFiles = []*os.File{specR, lifeR, seccompInit} // fds 3, 4 and 5
+	cmd.Env = []string{}                                   // nothing of mcpjail's environment reaches init
+	attr := &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	s := &initStep{cmd: cmd, specW: specW, lifeW: lifeW, seccomp: seccompConn, pidfd: -1, supervise: root, ended: make(chan struct{})}
+	switch {
+	case root:
+		// A new mount namespace too, so init can mount the PID namespace's own /proc.
+		attr.Cloneflags = syscall.CLONE_NEWPID | syscall.CLONE_NEWNS
+	case p.opts.Remote != nil && !p.sharedPIDNS:
+		// Unprivileged through the daemon: the PID namespace lives in a user
+		// namespace that maps only the caller's own uid and gid, so nothing
+		// in it is more than the user; init drops that namespace's
+		// capabilities and seccomp refuses the server further namespaces.
+		attr.Cloneflags = syscall.CLONE_NEWUSER | syscall.CLONE_NEWPID | syscall.CLONE_NEWNS
+		attr.UidMappings = []syscall.SysProcIDMap{{ContainerID: os.Getuid(), HostID: os.Getuid(), Size: 1}}
+		attr.GidMappings = []syscall.SysProcIDMap{{ContainerID: os.Getgid(), HostID: os.Getgid(), Size: 1}}
+		attr.GidMappingsEnableSetgroups = false
+		// Init runs as the user, whose exec would clear the namespace's
+		// capabilities: keep the three it needs as ambient ones (mount its
+		// /proc, shrink the bounding set, signal the server); it drops them
+		// itself before the server runs.
+		attr.AmbientCaps = []uintptr{unix.CAP_SYS_ADMIN, unix.CAP_SETPCAP, unix.CAP_KILL}
+		s.supervise = true
+	}
+	if grp != nil && grp.V2Path() != "" {
+		// CLONE_INTO_CGROUP: the child is born in the jail's v2 cgroup.
+		fd, err := grp.OpenV2()
+		if err != nil {
+			return nil, err
+		}
+		defer fd.Close()
+		attr.UseCgroupFD, attr.CgroupFD = true, int(fd.Fd())
+	}
+	if p.opts.Remote != nil {
+		attr.PidFD = &s.pidfd // the daemon identifies the child by pidfd, never by pid
+	}
+	cmd.SysProcAttr = attr
+	if err := cmd.Start(); err != nil {
+		if attr.Cloneflags&syscall.CLONE_NEWUSER != 0 {
+			// Unprivileged user namespaces can be off (a sysctl, an LSM):
+			// runInit decides whether to go on without the PID namespace.
+			return nil, &userNSError{err}
+		}
+		return nil, fmt.Errorf("start init step: %w", err)
+	}
+	if err := guardListener(root); err != nil {
+		s.abort()
+		return nil, err
+	}
+	return s, nil
+}
+
+// abort kills an init step that never got its spec and reaps it.
+func (s *initStep) abort() {
+	_ = s.cmd.Process.Kill()
+	_ = s.cmd.Wait()
+	s.end()
+}
+
+// end releases what the launcher held for the step; it runs once, after
+// the process was waited for.
+func (s *initStep) end() {
+	if s.sigs != nil {
+		signal.Stop(s.sigs)
+	}
+	for _, f := range []*os.File{s.specW, s.lifeW, s.seccomp} {
+		if f != nil {
+			f.Close()
+		}
+	}
+	if s.pidfd >= 0 {
+		syscall.Close(s.pidfd)
+		s.pidfd = -1
+	}
+	close(s.ended)
+}
+
+// runInit runs the init step, started early by prepare or now, and waits
+// for it.
+func (p *prepared) runInit(ctx context.Context, grp *cgroup.Group, root bool) (int, error) {
+	s, err := p.early, p.earlyErr
+	p.early, p.earlyErr = nil, nil
+	if s == nil && err == nil {
+		s, err = p.startInit(root, grp)
+	}
+	var nsErr *userNSError
+	if errors.As(err, &nsErr) {
+		if !p.opts.AllowDegraded {
+			return 0, p.refuse(fmt.Errorf("pid namespace: cannot create a user namespace for it: %w (use --allow-degraded to run without it)", nsErr.err))
+		}
+		p.events.Emit(audit.Event{Kind: audit.KindDegraded, Verdict: audit.VerdictAudit, Layer: audit.LayerMcpjail,
+			Reason: fmt.Sprintf("running without a PID namespace: cannot create a user namespace for it (%v); Landlock scopes signals where the kernel has ABI 6", nsErr.err)})
+		p.sharedPIDNS = true
+		s, err = p.startInit(root, grp)
+	}
+	if err != nil {
+		return 0, p.refuse(err)
+	}
+	return p.superviseInit(ctx, s, grp)
+}
+
+// abortEarlyInit ends an init step started by prepare that will never run:
+// the run was refused before its launch.
+func (p *prepared) abortEarlyInit() {
+	if p.early != nil {
+		p.early.abort()
+		p.early = nil
+	}
+}
+
+// superviseInit puts the started init step into the jail, sends its spec,
+// relays signals and returns the server's exit code.
+func (p *prepared) superviseInit(ctx context.Context, s *initStep, grp *cgroup.Group) (int, error) {
+	fail := func(err error) (int, error) {
+		s.abort()
+		return 0, p.refuse(err)
+	}
+	// Until here a signal ends mcpjail, and with it init (its parent-death
+	// signal); from here it is relayed to the server.
+	s.sigs = make(chan os.Signal, 8)
+	signal.Notify(s.sigs, relayedSignals...)
+	pid := s.cmd.Process.Pid
+	if p.opts.Remote != nil {
+		err := p.opts.Remote.Attach(s.pidfd)
+		syscall.Close(s.pidfd)
+		s.pidfd = -1
+		if err != nil {
+			return fail(err)
+		}
+	}
+	if grp != nil {
+		if err := grp.Add(pid); err != nil {
+			return fail(fmt.Errorf("place init step in cgroup: %w", err))
+		}
+	}
+	// Stopped once init is gone: answers what is pending, before the exit event.
+	conn := s.seccomp
+	s.seccomp = nil
+	defer p.watchSeccomp(conn)()
+	// Only now, inside every hierarchy, does init learn what to run.
+	spec := &initSpec{Confine: p.confineSpec(), Path: p.exe, Argv: p.opts.Argv, Env: p.env, Dir: p.opts.Workdir, Supervise: s.supervise}
+	err := writeInitSpec(s.specW, spec)
+	s.specW = nil
+	if err != nil {
+		return fail(err)
+	}
+	p.events.Emit(audit.Event{Kind: audit.KindStart, PID: pid, Target: p.exe, Verdict: audit.VerdictAllow, Layer: audit.LayerMcpjail,
+		Reason: fmt.Sprintf("profile %s as %s", p.policy.Source, p.id.desc)})
+	waitErr := make(chan error, 1)
+	go func() { waitErr <- s.cmd.Wait() }()
+	for {
+		select {
+		case sig := <-s.sigs:
+			_ = s.cmd.Process.Signal(sig)
+		case <-ctx.Done():
+			_ = s.cmd.Process.Signal(syscall.SIGTERM)
+			ctx = context.Background() // signal once; then wait for the exit
+		case err := <-waitErr:
+			s.end()
+			return exitCode(s.cmd, err)
+		}
+	}
+}
