@@ -3,6 +3,8 @@
 
 GO        ?= go
 BIN       := bin/mcpjail
+# The init step every jail runs before its server, installed beside mcpjail.
+INIT_BIN  := bin/mcpjail-init
 VERSION   ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS   := -X main.version=$(VERSION)
 # An execution count, not a duration: with a duration, Go's fuzzer sometimes
@@ -32,7 +34,9 @@ UNITDIR    ?= $(if $(DESTDIR),/lib/systemd/system,/etc/systemd/system)
 all: build
 
 build:
+	CGO_ENABLED=0 $(GO) build -trimpath -o $(INIT_BIN) ./cmd/mcpjail-init
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/mcpjail
+	chmod 0755 $(BIN) $(INIT_BIN)
 
 ## deps: system packages the tests need (Debian), installed only when missing.
 deps:
@@ -104,6 +108,7 @@ bench-vm:
 ## An existing config file is never overwritten.
 install: build
 	install -D -m 0755 $(BIN) $(DESTDIR)$(BINDIR)/mcpjail
+	install -D -m 0755 $(INIT_BIN) $(DESTDIR)$(BINDIR)/mcpjail-init
 	install -d -m 0755 $(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSCONFDIR)/mcpjail \
 		$(DESTDIR)$(SYSCONFDIR)/mcpjail/profiles $(DESTDIR)$(SYSCONFDIR)/mcpjail/servers.d
 	sed -e 's|/usr/local/bin/mcpjail|$(BINDIR)/mcpjail|g' -e 's|/etc/mcpjail/|$(SYSCONFDIR)/mcpjail/|g' \

@@ -3,15 +3,20 @@
 // relay, exit status, and cleanup that survives mcpjail's own death.
 package sandbox
 
-import "fmt"
+import (
+	"fmt"
 
-// Exit codes, following docker run's convention.
+	"github.com/mcpjail/mcpjail/sandbox/initstep"
+)
+
+// Exit codes, following docker run's convention; the init step exits with
+// the same ones.
 const (
-	ExitUsage       = 2   // bad profile or flags: nothing was started
-	ExitRefused     = 125 // mcpjail failed or refused to start the server
-	ExitCannotExec  = 126 // the command exists but cannot be executed
-	ExitNotFound    = 127 // the command was not found
-	exitSignalShift = 128 // a server killed by signal N exits 128+N
+	ExitUsage       = 2                        // bad profile or flags: nothing was started
+	ExitRefused     = initstep.ExitRefused     // mcpjail failed or refused to start the server
+	ExitCannotExec  = initstep.ExitCannotExec  // the command exists but cannot be executed
+	ExitNotFound    = initstep.ExitNotFound    // the command was not found
+	exitSignalShift = initstep.ExitSignalShift // a server killed by signal N exits 128+N
 )
 
 // Error is a failure that ends a run with a specific exit code.

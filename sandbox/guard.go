@@ -27,9 +27,12 @@ const guardArg = "__mcpjail_guard"
 // guardCleanupTimeout bounds how long the guard waits for a jail to empty.
 const guardCleanupTimeout = 30 * time.Second
 
+// guardPipeFD is the guard's instructions from the launcher (ExtraFiles[0]).
+const guardPipeFD = 3
+
 // guardHoldFD is the first of the descriptors the guard holds for the
-// launcher (startGuard); they follow the pipe at specFD.
-const guardHoldFD = specFD + 1
+// launcher (startGuard); they follow the pipe at guardPipeFD.
+const guardHoldFD = guardPipeFD + 1
 
 // maxGuardHold bounds how many held descriptors a message may announce.
 const maxGuardHold = 256
@@ -124,7 +127,7 @@ func GuardMain() {
 		groups  []*cgroup.Spec
 		held    int
 	)
-	sc := bufio.NewScanner(os.NewFile(specFD, "guard-pipe"))
+	sc := bufio.NewScanner(os.NewFile(guardPipeFD, "guard-pipe"))
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
 		var m guardMsg

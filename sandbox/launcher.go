@@ -49,7 +49,7 @@ type prepared struct {
 	netLoad  *networkLoad // the eBPF layer loading, for a standalone root run
 	// early is the init step of a run through the daemon, started before
 	// the daemon is asked for anything (earlyErr: why it did not start).
-	early    *initStep
+	early    *initProcess
 	earlyErr error
 	// sharedPIDNS: a run through the daemon goes on in the host's PID
 	// namespace (no user namespace here, --allow-degraded).

@@ -14,7 +14,7 @@ import (
 )
 
 // seccompChannel is the socket pair on which the init step hands the
-// launcher its seccomp listener (notifyFD in the init step). The launcher
+// launcher its seccomp listener (initstep.NotifyFD). The launcher
 // answers the deny-list's refusals and reports them: it is the one process
 // outside the jail that both runs as long as the server and writes the
 // run's audit log (for a run through the daemon, the user's `mcpjail run`).

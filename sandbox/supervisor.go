@@ -11,6 +11,7 @@ import (
 
 	"github.com/mcpjail/mcpjail/sandbox/audit"
 	"github.com/mcpjail/mcpjail/sandbox/cgroup"
+	"github.com/mcpjail/mcpjail/sandbox/initstep"
 )
 
 // cleanupTimeout bounds the wait for a killed jail to empty.
@@ -110,7 +111,7 @@ func exitCode(cmd *exec.Cmd, err error) (int, error) {
 	if !ok {
 		return 0, &Error{Code: ExitRefused, Err: errors.New("wait for init step: no wait status")}
 	}
-	return statusCode(ws), nil
+	return initstep.StatusCode(ws), nil
 }
 
 func describeExit(code int) string {

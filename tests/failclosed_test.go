@@ -2,6 +2,7 @@ package tests
 
 import (
 	"encoding/json"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/mcpjail/mcpjail/sandbox/audit"
+	"github.com/mcpjail/mcpjail/tests/internal/e2e"
 )
 
 // nobodyProfile is what the fail-closed runs use: it asks for limits, which
@@ -173,4 +175,50 @@ func decodeAttempt(t *testing.T, stdout string) hostileResult {
 		t.Fatalf("decode fixture output %q: %v", stdout, err)
 	}
 	return r
+}
+
+// TestInitStepMustBeMcpjailsOwn: mcpjail runs the init step from beside
+// its own binary, and refuses (125, nothing started) one that is missing
+// or that others than mcpjail's owner could have replaced.
+func TestInitStepMustBeMcpjailsOwn(t *testing.T) {
+	requireRoot(t)
+	dir := t.TempDir()
+	mcpjail, initStep := filepath.Join(dir, "mcpjail"), filepath.Join(dir, "mcpjail-init")
+	for src, dst := range map[string]string{suite.mcpjail: mcpjail, filepath.Join(filepath.Dir(suite.mcpjail), "mcpjail-init"): initStep} {
+		b, err := os.ReadFile(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(dst, b, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	profile := hostileProfileFile(t, "e2e-init-step", hostileExecProfile)
+	run := func() (int, string) {
+		t.Helper()
+		cmd := exec.CommandContext(withTimeout(t, time.Minute), mcpjail, "run", "--daemon", "never", "--allow-degraded", "--profile", profile,
+			"--", suite.hostile, "attempt", "self")
+		cmd.Env = defaultClientEnv()
+		out, err := cmd.CombinedOutput()
+		code, err := e2e.ExitCode(err)
+		if err != nil {
+			t.Fatalf("run: %v\n%s", err, out)
+		}
+		return code, string(out)
+	}
+	if code, out := run(); code != 0 {
+		t.Fatalf("with its own init step: exit %d\n%s", code, out)
+	}
+	if err := os.Chmod(initStep, 0o775); err != nil {
+		t.Fatal(err)
+	}
+	if code, out := run(); code != 125 || !strings.Contains(out, "mcpjail-init") || !strings.Contains(out, "others than its owner") {
+		t.Errorf("group-writable init step: exit %d, want 125 naming it\n%s", code, out)
+	}
+	if err := os.Remove(initStep); err != nil {
+		t.Fatal(err)
+	}
+	if code, out := run(); code != 125 || !strings.Contains(out, "mcpjail-init") {
+		t.Errorf("no init step: exit %d, want 125 naming it\n%s", code, out)
+	}
 }

@@ -86,9 +86,8 @@ func buildSuite(ctx context.Context, dir string) error {
 		return err
 	}
 	suite.repo = repo
-	suite.mcpjail = filepath.Join(dir, "mcpjail")
 	suite.hostile = filepath.Join(dir, "hostile")
-	if err := e2e.GoBuild(ctx, repo, "./cmd/mcpjail", suite.mcpjail); err != nil {
+	if suite.mcpjail, err = e2e.BuildMcpjail(ctx, repo, dir); err != nil {
 		return err
 	}
 	if err := e2e.GoBuild(ctx, repo, "./tests/fixtures/hostile", suite.hostile); err != nil {
@@ -99,9 +98,11 @@ func buildSuite(ctx context.Context, dir string) error {
 }
 
 // usePrebuilt takes the binaries from the environment. They must be absolute
-// paths that uid 65534 can execute, like the ones buildSuite makes.
+// paths that uid 65534 can execute, like the ones buildSuite makes, with
+// mcpjail-init beside mcpjail.
 func usePrebuilt(mcpjail, hostile string) error {
-	for env, path := range map[string]string{envPrebuiltMcpjail: mcpjail, envPrebuiltHostile: hostile} {
+	initStep := filepath.Join(filepath.Dir(mcpjail), "mcpjail-init")
+	for env, path := range map[string]string{envPrebuiltMcpjail: mcpjail, envPrebuiltHostile: hostile, envPrebuiltMcpjail + "'s mcpjail-init": initStep} {
 		if !filepath.IsAbs(path) {
 			return fmt.Errorf("%s=%q: want the absolute path of a prebuilt binary (set both %s and %s, or neither)",
 				env, path, envPrebuiltMcpjail, envPrebuiltHostile)

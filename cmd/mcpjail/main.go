@@ -26,12 +26,9 @@ const (
 var version = "dev"
 
 func main() {
-	// The re-executed init step and cleanup guard never go through the CLI:
-	// they read their instructions from a pipe.
-	switch {
-	case sandbox.IsInitInvocation(os.Args):
-		sandbox.InitMain() // never returns
-	case sandbox.IsGuardInvocation(os.Args):
+	// The re-executed cleanup guard never goes through the CLI: it reads its
+	// instructions from a pipe. (The init step is mcpjail-init.)
+	if sandbox.IsGuardInvocation(os.Args) {
 		sandbox.GuardMain() // never returns
 	}
 	os.Exit(run(os.Args))

@@ -1,4 +1,4 @@
-// Package confine is the self-confinement that mcpjail's freshly re-executed
+// Package confine is the self-confinement that mcpjail's freshly started
 // init process applies to itself right before it runs the MCP server:
 // credentials, capabilities, no_new_privs, Landlock and a seccomp deny-list.
 // Everything here is inherited across execve and can never be lifted, so the

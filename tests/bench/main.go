@@ -34,7 +34,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"runtime"
 	"slices"
 	"strings"
@@ -105,9 +104,8 @@ func run(c config) error {
 	}
 	e := env{repo: repo, work: work, mcpjail: c.mcpjail}
 	if e.mcpjail == "" {
-		e.mcpjail = filepath.Join(work, "mcpjail")
 		fmt.Fprintln(os.Stderr, "building mcpjail ...")
-		if err := e2e.GoBuild(ctx, repo, "./cmd/mcpjail", e.mcpjail); err != nil {
+		if e.mcpjail, err = e2e.BuildMcpjail(ctx, repo, work); err != nil {
 			return err
 		}
 	}

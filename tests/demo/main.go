@@ -46,13 +46,14 @@ func run() error {
 	defer os.RemoveAll(work)
 	bin := filepath.Join(work, "bin")
 	os.Mkdir(bin, 0o755)
-	mcpjail := filepath.Join(bin, "mcpjail")
 	hostile := filepath.Join(bin, "hostile")
 	title("building mcpjail and the hostile fixture server")
-	for pkg, out := range map[string]string{"./cmd/mcpjail": mcpjail, "./tests/fixtures/hostile": hostile} {
-		if err := e2e.GoBuild(ctx, repo, pkg, out); err != nil {
-			return err
-		}
+	mcpjail, err := e2e.BuildMcpjail(ctx, repo, bin)
+	if err != nil {
+		return err
+	}
+	if err := e2e.GoBuild(ctx, repo, "./tests/fixtures/hostile", hostile); err != nil {
+		return err
 	}
 	title("installing the pinned reference servers (npm ci)")
 	if err := e2e.InstallServers(ctx, repo); err != nil {

@@ -94,6 +94,9 @@ mkdir -p "$root"/vm/bin
   cd "$repo"
   export CGO_ENABLED=0
   go build -trimpath -o "$root/vm/bin/mcpjail" ./cmd/mcpjail
+  go build -trimpath -o "$root/vm/bin/mcpjail-init" ./cmd/mcpjail-init
+  # mcpjail refuses an init step that others than its owner could replace.
+  chmod 0755 "$root/vm/bin/mcpjail" "$root/vm/bin/mcpjail-init"
   go build -trimpath -o "$root/vm/bin/hostile" ./tests/fixtures/hostile
   go test -c -trimpath -o "$root/vm/bin/e2e.test" ./tests
   go test -c -trimpath -o "$root/vm/bin/bpf.test" ./bpf

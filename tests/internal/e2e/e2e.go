@@ -41,7 +41,7 @@ func RepoRoot(dir string) (string, error) {
 
 // GoBuild builds the package pkg (relative to repo, "./cmd/mcpjail") into
 // out, statically (CGO_ENABLED=0) so the binary needs no library reads in a
-// jail.
+// jail, with mode 0755 whatever the umask.
 func GoBuild(ctx context.Context, repo, pkg, out string) error {
 	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", out, pkg)
 	cmd.Dir = repo
@@ -49,7 +49,18 @@ func GoBuild(ctx context.Context, repo, pkg, out string) error {
 	if b, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("go build %s: %w\n%s", pkg, err, b)
 	}
-	return nil
+	return os.Chmod(out, 0o755)
+}
+
+// BuildMcpjail builds mcpjail and, beside it, the init step mcpjail-init
+// that it runs in every jail, into dir; it returns mcpjail's path.
+func BuildMcpjail(ctx context.Context, repo, dir string) (string, error) {
+	for _, b := range []struct{ pkg, name string }{{"./cmd/mcpjail-init", "mcpjail-init"}, {"./cmd/mcpjail", "mcpjail"}} {
+		if err := GoBuild(ctx, repo, b.pkg, filepath.Join(dir, b.name)); err != nil {
+			return "", err
+		}
+	}
+	return filepath.Join(dir, "mcpjail"), nil
 }
 
 // ServerNames are the pinned reference servers in tests/servers/package.json.

@@ -1,4 +1,4 @@
-package sandbox
+package initstep
 
 import (
 	"errors"
@@ -14,10 +14,9 @@ import (
 	"github.com/mcpjail/mcpjail/sandbox/seccompnotify"
 )
 
-// InitMain is the init step: the re-executed mcpjail, already inside the
-// jail's cgroup, confines itself (credentials, capabilities, no_new_privs,
-// Landlock, seccomp) and then runs the server. It never returns.
-func InitMain() {
+// Main is mcpjail-init: already inside the jail's cgroups, it confines
+// itself and then runs the server. It never returns.
+func Main() {
 	code, err := initMain()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "mcpjail: %v\n", err)
@@ -38,8 +37,8 @@ func initMain() (int, error) {
 	if err := unix.CloseRange(3, math.MaxUint32, closeRangeCloexec); err != nil {
 		return ExitRefused, fmt.Errorf("init: mark inherited descriptors close-on-exec: %w", err)
 	}
-	specFile := os.NewFile(specFD, "init-spec")
-	spec, err := readInitSpec(specFile)
+	specFile := os.NewFile(SpecFD, "init-spec")
+	spec, err := readSpec(specFile)
 	specFile.Close()
 	if err != nil {
 		return ExitRefused, fmt.Errorf("init: %w", err)
@@ -53,7 +52,7 @@ func initMain() (int, error) {
 // confineAndExec confines the calling process and replaces it with the
 // server, so that the server keeps this pid: Landlock resolves a profile's
 // /proc/self when the rules are made, and it must name the server.
-func confineAndExec(spec *initSpec) (int, error) {
+func confineAndExec(spec *Spec) (int, error) {
 	plan, err := confine.NewPlan(spec.Confine)
 	if err != nil {
 		return ExitRefused, fmt.Errorf("init: plan confinement: %w", err)
@@ -86,20 +85,20 @@ func confineAndExec(spec *initSpec) (int, error) {
 // deny-list's calls would fail with ENOSYS, unreported: a failed hand-over
 // refuses the run.
 func handOverListener(listener *os.File, missing string) error {
-	defer unix.Close(notifyFD)
+	defer unix.Close(NotifyFD)
 	if listener == nil && missing == "" {
 		return nil // no listener planned: the launcher's plan reported it
 	}
 	if listener != nil {
 		defer listener.Close()
 	}
-	return seccompnotify.SendListener(notifyFD, listener, missing)
+	return seccompnotify.SendListener(NotifyFD, listener, missing)
 }
 
 // launcherGone polls the lifeline pipe: the launcher never writes to it, so
 // readability or hang-up means its write end closed, i.e. the launcher died.
 func launcherGone() bool {
-	fds := []unix.PollFd{{Fd: lifelineFD, Events: unix.POLLIN}}
+	fds := []unix.PollFd{{Fd: LifelineFD, Events: unix.POLLIN}}
 	n, err := unix.Poll(fds, 0)
 	return err != nil || (n > 0 && fds[0].Revents != 0)
 }
@@ -111,38 +110,35 @@ func execFailureCode(err error) int {
 	return ExitCannotExec
 }
 
-// relayedSignals are forwarded from mcpjail to init and from init to the server.
-var relayedSignals = []os.Signal{syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT, syscall.SIGUSR1, syscall.SIGUSR2}
-
 // supervise runs as PID 1 of the jail's PID namespace. PID 1 ignores signals
 // it has no handler for, so the server must not be PID 1: init starts the
 // init step again as PID 2 (which confines itself and execs the server),
 // relays signals, reaps re-parented orphans, and exits with the server's
 // status, at which point the kernel kills whatever is left in the namespace.
-func supervise(spec *initSpec) (int, error) {
+func supervise(spec *Spec) (int, error) {
 	if err := mountPrivateProc(); err != nil {
 		return ExitRefused, fmt.Errorf("init: %w", err)
 	}
 	sigs := make(chan os.Signal, 8)
-	signal.Notify(sigs, relayedSignals...)
+	signal.Notify(sigs, RelayedSignals...)
 	specR, specW, err := os.Pipe()
 	if err != nil {
 		return ExitRefused, fmt.Errorf("init: spec pipe: %w", err)
 	}
-	pid, err := syscall.ForkExec("/proc/self/exe", []string{"mcpjail", initArg}, &syscall.ProcAttr{
+	pid, err := syscall.ForkExec("/proc/self/exe", []string{BinaryName}, &syscall.ProcAttr{
 		Env:   []string{},
-		Files: []uintptr{0, 1, 2, specR.Fd(), lifelineFD, notifyFD},
+		Files: []uintptr{0, 1, 2, specR.Fd(), LifelineFD, NotifyFD},
 		Sys:   &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL},
 	})
 	specR.Close()
-	unix.Close(notifyFD) // the server's init step sends the listener, PID 1 has no use for it
+	unix.Close(NotifyFD) // the server's init step sends the listener, PID 1 has no use for it
 	if err != nil {
 		specW.Close()
 		return ExitRefused, fmt.Errorf("init: start the server's init step: %w", err)
 	}
 	child := *spec
 	child.Supervise = false
-	if err := writeInitSpec(specW, &child); err != nil {
+	if err := WriteSpec(specW, &child); err != nil {
 		return ExitRefused, fmt.Errorf("init: %w", err)
 	}
 	// PID 1 only waits and relays from here on: it keeps CAP_KILL (the
@@ -166,17 +162,9 @@ func supervise(spec *initSpec) (int, error) {
 			return ExitRefused, fmt.Errorf("init: wait: %w", err)
 		}
 		if got == pid {
-			return statusCode(ws), nil
+			return StatusCode(ws), nil
 		}
 	}
-}
-
-// statusCode turns a wait status into a shell-style exit code.
-func statusCode(ws syscall.WaitStatus) int {
-	if ws.Signaled() {
-		return exitSignalShift + int(ws.Signal())
-	}
-	return ws.ExitStatus()
 }
 
 // mountPrivateProc gives the new PID namespace its own /proc inside a private

@@ -14,11 +14,12 @@ import (
 
 	"github.com/mcpjail/mcpjail/sandbox/audit"
 	"github.com/mcpjail/mcpjail/sandbox/cgroup"
+	"github.com/mcpjail/mcpjail/sandbox/initstep"
 )
 
-// initStep is the init process from its start to its exit. Started, it
+// initProcess is the init process from its start to its exit. Started, it
 // waits for its spec, which it gets only once it is inside the jail.
-type initStep struct {
+type initProcess struct {
 	cmd       *exec.Cmd
 	specW     *os.File       // the spec pipe's write end
 	lifeW     *os.File       // the lifeline: init sees EOF when this process dies
@@ -40,9 +41,9 @@ func (e *userNSError) Error() string { return "start init step in a user namespa
 // startInit starts the init step on an OS thread that is locked until the
 // step ends. Its errors are not yet events: a run through the daemon starts
 // init before its event log exists (prepare).
-func (p *prepared) startInit(root bool, grp *cgroup.Group) (*initStep, error) {
+func (p *prepared) startInit(root bool, grp *cgroup.Group) (*initProcess, error) {
 	type result struct {
-		s   *initStep
+		s   *initProcess
 		err error
 	}
 	started := make(chan result, 1)
@@ -58,10 +59,10 @@ func (p *prepared) startInit(root bool, grp *cgroup.Group) (*initStep, error) {
 	return r.s, r.err
 }
 
-func (p *prepared) spawnInit(root bool, grp *cgroup.Group) (_ *initStep, err error) {
-	self, err := os.Executable()
+func (p *prepared) spawnInit(root bool, grp *cgroup.Group) (_ *initProcess, err error) {
+	initPath, err := initBinary()
 	if err != nil {
-		return nil, fmt.Errorf("find own executable: %w", err)
+		return nil, err
 	}
 	var closeOnErr []*os.File
 	defer func() {
@@ -94,12 +95,14 @@ func (p *prepared) spawnInit(root bool, grp *cgroup.Group) (_ *initStep, err err
 	defer lifeR.Close()
 	defer seccompInit.Close()
 	closeOnErr = []*os.File{specW, lifeW, seccompConn}
-	cmd := exec.Command(self, initArg)
+	cmd := exec.Command(initPath)
+	cmd.Args[0] = initstep.BinaryName
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
-	cmd.ExtraFiles = []*os.File{specR, lifeR, seccompInit} // fds 3, 4 and 5
-	cmd.Env = []string{}                                   // nothing of mcpjail's environment reaches init
+	// initstep.SpecFD, LifelineFD and NotifyFD.
+	cmd.ExtraFiles = []*os.File{specR, lifeR, seccompInit}
+	cmd.Env = []string{} // nothing of mcpjail's environment reaches init
 	attr := &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	s := &initStep{cmd: cmd, specW: specW, lifeW: lifeW, seccomp: seccompConn, pidfd: -1, supervise: root, ended: make(chan struct{})}
+	s := &initProcess{cmd: cmd, specW: specW, lifeW: lifeW, seccomp: seccompConn, pidfd: -1, supervise: root, ended: make(chan struct{})}
 	switch {
 	case root:
 		// A new mount namespace too, so init can mount the PID namespace's own /proc.
@@ -149,7 +152,7 @@ func (p *prepared) spawnInit(root bool, grp *cgroup.Group) (_ *initStep, err err
 }
 
 // abort kills an init step that never got its spec and reaps it.
-func (s *initStep) abort() {
+func (s *initProcess) abort() {
 	_ = s.cmd.Process.Kill()
 	_ = s.cmd.Wait()
 	s.end()
@@ -157,7 +160,7 @@ func (s *initStep) abort() {
 
 // end releases what the launcher held for the step; it runs once, after
 // the process was waited for.
-func (s *initStep) end() {
+func (s *initProcess) end() {
 	if s.sigs != nil {
 		signal.Stop(s.sigs)
 	}
@@ -208,7 +211,7 @@ func (p *prepared) abortEarlyInit() {
 
 // superviseInit puts the started init step into the jail, sends its spec,
 // relays signals and returns the server's exit code.
-func (p *prepared) superviseInit(ctx context.Context, s *initStep, grp *cgroup.Group) (int, error) {
+func (p *prepared) superviseInit(ctx context.Context, s *initProcess, grp *cgroup.Group) (int, error) {
 	fail := func(err error) (int, error) {
 		s.abort()
 		return 0, p.refuse(err)
@@ -216,7 +219,7 @@ func (p *prepared) superviseInit(ctx context.Context, s *initStep, grp *cgroup.G
 	// Until here a signal ends mcpjail, and with it init (its parent-death
 	// signal); from here it is relayed to the server.
 	s.sigs = make(chan os.Signal, 8)
-	signal.Notify(s.sigs, relayedSignals...)
+	signal.Notify(s.sigs, initstep.RelayedSignals...)
 	pid := s.cmd.Process.Pid
 	if p.opts.Remote != nil {
 		err := p.opts.Remote.Attach(s.pidfd)
@@ -236,8 +239,8 @@ func (p *prepared) superviseInit(ctx context.Context, s *initStep, grp *cgroup.G
 	s.seccomp = nil
 	defer p.watchSeccomp(conn)()
 	// Only now, inside every hierarchy, does init learn what to run.
-	spec := &initSpec{Confine: p.confineSpec(), Path: p.exe, Argv: p.opts.Argv, Env: p.env, Dir: p.opts.Workdir, Supervise: s.supervise}
-	err := writeInitSpec(s.specW, spec)
+	spec := &initstep.Spec{Confine: p.confineSpec(), Path: p.exe, Argv: p.opts.Argv, Env: p.env, Dir: p.opts.Workdir, Supervise: s.supervise}
+	err := initstep.WriteSpec(s.specW, spec)
 	s.specW = nil
 	if err != nil {
 		return fail(err)
