@@ -24,6 +24,7 @@ type initProcess struct {
 	specW     *os.File       // the spec pipe's write end
 	lifeW     *os.File       // the lifeline: init sees EOF when this process dies
 	seccomp   *os.File       // where init sends the seccomp listener
+	child     *os.File       // where PID 1 sends PID 2's pidfd (supervise only)
 	pidfd     int            // -1 unless a daemon must identify the child
 	supervise bool           // init is PID 1 of a new PID namespace
 	sigs      chan os.Signal // relayed signals, from the supervision on
@@ -64,50 +65,53 @@ func (p *prepared) spawnInit(root bool, grp *cgroup.Group) (_ *initProcess, err 
 	if err != nil {
 		return nil, err
 	}
-	var closeOnErr []*os.File
+	s := &initProcess{pidfd: -1, supervise: root || (p.opts.Remote != nil && !p.sharedPIDNS), ended: make(chan struct{})}
+	// theirs are the child's ends: not ours to keep, whatever happens.
+	var theirs []*os.File
 	defer func() {
+		for _, f := range theirs {
+			f.Close()
+		}
 		if err != nil {
-			for _, f := range closeOnErr {
-				f.Close()
-			}
+			s.closeFiles()
 		}
 	}()
 	specR, specW, err := os.Pipe()
 	if err != nil {
 		return nil, fmt.Errorf("spec pipe: %w", err)
 	}
+	theirs, s.specW = append(theirs, specR), specW
 	lifeR, lifeW, err := os.Pipe()
 	if err != nil {
-		specR.Close()
-		specW.Close()
 		return nil, fmt.Errorf("lifeline pipe: %w", err)
 	}
+	theirs, s.lifeW = append(theirs, lifeR), lifeW
 	seccompConn, seccompInit, err := seccompChannel()
 	if err != nil {
-		specR.Close()
-		lifeR.Close()
-		specW.Close()
-		lifeW.Close()
 		return nil, err
 	}
-	// The child's ends are not ours to keep, whatever happens.
-	defer specR.Close()
-	defer lifeR.Close()
-	defer seccompInit.Close()
-	closeOnErr = []*os.File{specW, lifeW, seccompConn}
+	theirs, s.seccomp = append(theirs, seccompInit), seccompConn
 	cmd := exec.Command(initPath)
 	cmd.Args[0] = initstep.BinaryName
+	if s.supervise {
+		childConn, childInit, err := childChannel()
+		if err != nil {
+			return nil, err
+		}
+		theirs, s.child = append(theirs, childInit), childConn
+		cmd.Args = append(cmd.Args, initstep.SuperviseArg)
+	}
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
-	// initstep.SpecFD, LifelineFD and NotifyFD.
-	cmd.ExtraFiles = []*os.File{specR, lifeR, seccompInit}
+	// initstep.SpecFD, LifelineFD, NotifyFD and, for PID 1, ChildFD.
+	cmd.ExtraFiles = theirs
 	cmd.Env = []string{} // nothing of mcpjail's environment reaches init
+	s.cmd = cmd
 	attr := &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	s := &initProcess{cmd: cmd, specW: specW, lifeW: lifeW, seccomp: seccompConn, pidfd: -1, supervise: root, ended: make(chan struct{})}
 	switch {
 	case root:
 		// A new mount namespace too, so init can mount the PID namespace's own /proc.
 		attr.Cloneflags = syscall.CLONE_NEWPID | syscall.CLONE_NEWNS
-	case p.opts.Remote != nil && !p.sharedPIDNS:
+	case s.supervise:
 		// Unprivileged through the daemon: the PID namespace lives in a user
 		// namespace that maps only the caller's own uid and gid, so nothing
 		// in it is more than the user; init drops that namespace's
@@ -121,7 +125,6 @@ func (p *prepared) spawnInit(root bool, grp *cgroup.Group) (_ *initProcess, err 
 		// /proc, shrink the bounding set, signal the server); it drops them
 		// itself before the server runs.
 		attr.AmbientCaps = []uintptr{unix.CAP_SYS_ADMIN, unix.CAP_SETPCAP, unix.CAP_KILL}
-		s.supervise = true
 	}
 	if grp != nil && grp.V2Path() != "" {
 		// CLONE_INTO_CGROUP: the child is born in the jail's v2 cgroup.
@@ -145,7 +148,8 @@ func (p *prepared) spawnInit(root bool, grp *cgroup.Group) (_ *initProcess, err 
 		return nil, fmt.Errorf("start init step: %w", err)
 	}
 	if err := guardListener(root); err != nil {
-		s.abort()
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
 		return nil, err
 	}
 	return s, nil
@@ -164,16 +168,22 @@ func (s *initProcess) end() {
 	if s.sigs != nil {
 		signal.Stop(s.sigs)
 	}
-	for _, f := range []*os.File{s.specW, s.lifeW, s.seccomp} {
-		if f != nil {
-			f.Close()
+	s.closeFiles()
+	close(s.ended)
+}
+
+// closeFiles closes the launcher's ends of the init step's descriptors.
+func (s *initProcess) closeFiles() {
+	for _, f := range []**os.File{&s.specW, &s.lifeW, &s.seccomp, &s.child} {
+		if *f != nil {
+			(*f).Close()
+			*f = nil
 		}
 	}
 	if s.pidfd >= 0 {
 		syscall.Close(s.pidfd)
 		s.pidfd = -1
 	}
-	close(s.ended)
 }
 
 // runInit runs the init step, started early by prepare or now, and waits
@@ -221,8 +231,24 @@ func (p *prepared) superviseInit(ctx context.Context, s *initProcess, grp *cgrou
 	s.sigs = make(chan os.Signal, 8)
 	signal.Notify(s.sigs, initstep.RelayedSignals...)
 	pid := s.cmd.Process.Pid
+	// PID 1 of a new PID namespace has started PID 2 already: both go in.
+	var child *os.File
+	if s.supervise {
+		var err error
+		child, err = initstep.ReceiveChild(s.child)
+		s.child.Close()
+		s.child = nil
+		if err != nil {
+			return fail(err)
+		}
+		defer child.Close()
+	}
 	if p.opts.Remote != nil {
-		err := p.opts.Remote.Attach(s.pidfd)
+		pidfds := []int{s.pidfd}
+		if child != nil {
+			pidfds = append(pidfds, int(child.Fd()))
+		}
+		err := p.opts.Remote.Attach(pidfds...)
 		syscall.Close(s.pidfd)
 		s.pidfd = -1
 		if err != nil {
@@ -233,13 +259,22 @@ func (p *prepared) superviseInit(ctx context.Context, s *initProcess, grp *cgrou
 		if err := grp.Add(pid); err != nil {
 			return fail(fmt.Errorf("place init step in cgroup: %w", err))
 		}
+		if child != nil {
+			childPID, err := PidfdPID(child)
+			if err == nil {
+				err = grp.Add(childPID)
+			}
+			if err != nil {
+				return fail(fmt.Errorf("place init step's PID 2 in cgroup: %w", err))
+			}
+		}
 	}
 	// Stopped once init is gone: answers what is pending, before the exit event.
 	conn := s.seccomp
 	s.seccomp = nil
 	defer p.watchSeccomp(conn)()
 	// Only now, inside every hierarchy, does init learn what to run.
-	spec := &initstep.Spec{Confine: p.confineSpec(), Path: p.exe, Argv: p.opts.Argv, Env: p.env, Dir: p.opts.Workdir, Supervise: s.supervise}
+	spec := &initstep.Spec{Confine: p.confineSpec(), Path: p.exe, Argv: p.opts.Argv, Env: p.env, Dir: p.opts.Workdir}
 	err := initstep.WriteSpec(s.specW, spec)
 	s.specW = nil
 	if err != nil {
@@ -261,4 +296,13 @@ func (p *prepared) superviseInit(ctx context.Context, s *initProcess, grp *cgrou
 			return exitCode(s.cmd, err)
 		}
 	}
+}
+
+// childChannel is the socket pair over which PID 1 sends PID 2's pidfd.
+func childChannel() (ours, theirs *os.File, err error) {
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, nil, fmt.Errorf("init step socket: %w", err)
+	}
+	return os.NewFile(uintptr(fds[0]), "init-child"), os.NewFile(uintptr(fds[1]), "init-child-pid1"), nil
 }

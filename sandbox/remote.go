@@ -20,9 +20,10 @@ type Remote interface {
 	// daemon will enforce (the run confines itself with the same policy) and
 	// the layers the daemon lacks on this kernel.
 	Prepare(RemoteRequest) (RemotePrepared, error)
-	// Attach hands over a pidfd of the init step, which waits for its spec;
-	// when Attach returns, the jail exists and holds it.
-	Attach(pidfd int) error
+	// Attach hands over pidfds of the init step, which waits for its spec:
+	// its own and, when it is PID 1 of a new PID namespace, its PID 2's.
+	// When Attach returns, the jail exists and holds them.
+	Attach(pidfds ...int) error
 	// Events delivers the jail's events as the daemon wrote them; it is
 	// closed when the connection ends.
 	Events() <-chan audit.Event

@@ -40,31 +40,40 @@ func (d *Daemon) build(s *session, rec *jailRecord, allowDegraded bool) (*entry,
 	return e, nil
 }
 
-// move puts the client's child into the built jail. The child is the
-// pidfd's process, never a pid the client claims, and must be the peer's
-// own child outside any jail.
-func (d *Daemon) move(s *session, e *entry, pidfd *os.File) error {
+// move puts the client's init step into the built jail: its child and,
+// when that is PID 1 of a new PID namespace, PID 1's child too (PID 2,
+// started before the attach). Each is a pidfd's process, never a pid the
+// client claims, the child of the one before, outside any jail.
+func (d *Daemon) move(s *session, e *entry, pidfds []*os.File) error {
 	rec := e.rec
-	pid, err := childOf(pidfd, s.peer)
-	if err != nil {
-		return err
-	}
-	// Moving a jailed process into a new jail would take it out of its
-	// jail's cgroup: its limits and eBPF policy would be the new profile's.
-	if jail, err := cgroup.JailOf(pid); err != nil || jail != "" {
-		if err == nil {
-			err = fmt.Errorf("pid %d is inside the jail %s: a jailed process cannot start a jail", pid, jail)
+	var pids []int
+	parent := s.peer.PID
+	for _, pidfd := range pidfds {
+		pid, err := childOf(pidfd, parent, s.peer)
+		if err != nil {
+			return err
 		}
-		return err
+		// Moving a jailed process into a new jail would take it out of its
+		// jail's cgroup: its limits and eBPF policy would be the new profile's.
+		if jail, err := cgroup.JailOf(pid); err != nil || jail != "" {
+			if err == nil {
+				err = fmt.Errorf("pid %d is inside the jail %s: a jailed process cannot start a jail", pid, jail)
+			}
+			return err
+		}
+		pids, parent = append(pids, pid), pid
 	}
-	if err := e.jail.Group().Add(pid); err != nil {
-		return fmt.Errorf("move pid %d into the jail: %w", pid, err)
+	for i, pid := range pids {
+		if err := e.jail.Group().Add(pid); err != nil {
+			return fmt.Errorf("move pid %d into the jail: %w", pid, err)
+		}
+		// Alive after the move means the pid we moved was the pidfd's
+		// process: a pid is not reused while its process lives.
+		if err := pidfdAlive(pidfds[i]); err != nil {
+			return fmt.Errorf("the client's init step (pid %d) exited while it was moved into the jail: %w", pid, err)
+		}
 	}
-	// Alive after the move means the pid we moved was the pidfd's process:
-	// a pid is not reused while its process lives.
-	if err := pidfdAlive(pidfd); err != nil {
-		return fmt.Errorf("the client's child exited while it was moved into the jail: %w", err)
-	}
+	pid := pids[0]
 	rec.PID = pid
 	if err := d.state.save(rec); err != nil {
 		return err

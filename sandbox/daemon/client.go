@@ -121,8 +121,8 @@ func (c *Client) Prepare(req sandbox.RemoteRequest) (sandbox.RemotePrepared, err
 }
 
 // Attach implements sandbox.Remote.
-func (c *Client) Attach(pidfd int) error {
-	if err := c.request(Request{Op: OpAttach}, pidfd); err != nil {
+func (c *Client) Attach(pidfds ...int) error {
+	if err := c.request(Request{Op: OpAttach}, pidfds...); err != nil {
 		return err
 	}
 	r, err := c.next()

@@ -15,7 +15,7 @@ import (
 )
 
 // ProtocolVersion is the API version; a peer speaking another is refused.
-const ProtocolVersion = 1
+const ProtocolVersion = 2
 
 // maxMessage bounds one message. The socket is SOCK_SEQPACKET: message
 // boundaries are the kernel's, and descriptors travel with their message.

@@ -123,15 +123,13 @@ func (s *session) run(ctx context.Context, pr *PrepareRequest) {
 		closeFiles(files)
 		return // the client gave up (e.g. a local layer is missing)
 	}
-	if len(files) != 1 {
-		closeFiles(files)
-		_ = s.c.send(refusal(sandbox.ExitRefused, "attach needs exactly one pidfd, got %d descriptors", len(files)))
+	defer closeFiles(files)
+	if len(files) != 1 && len(files) != 2 {
+		_ = s.c.send(refusal(sandbox.ExitRefused, "attach needs one or two pidfds (the init step, then its PID 2), got %d descriptors", len(files)))
 		return
 	}
-	pidfd := files[0]
-	defer pidfd.Close()
 	t0 := time.Now()
-	err = d.move(s, e, pidfd)
+	err = d.move(s, e, files)
 	d.log.Debug("jail attached", "server", rec.Server.Name, "instance", rec.Server.Instance, "took", time.Since(t0))
 	if err != nil {
 		d.log.Warn("refused attach", "uid", s.peer.UID, "server", rec.Server.Name, "err", err)

@@ -2,7 +2,6 @@ package daemon
 
 import (
 	"bufio"
-	"errors"
 	"fmt"
 	"os"
 	"path"
@@ -18,10 +17,11 @@ import (
 )
 
 // childOf returns the pid behind pidfd after checking that it is a child of
-// the peer running as the peer's user: a client can only put its own child
-// into a jail, never someone else's process.
-func childOf(pidfd *os.File, peer Peer) (int, error) {
-	pid, err := pidfdPID(pidfd)
+// parent (the peer, or the peer's child) running as the peer's user: a
+// client can only put its own child and grandchild into a jail, never
+// someone else's process.
+func childOf(pidfd *os.File, parent int, peer Peer) (int, error) {
+	pid, err := sandbox.PidfdPID(pidfd)
 	if err != nil {
 		return 0, err
 	}
@@ -29,8 +29,8 @@ func childOf(pidfd *os.File, peer Peer) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("pid %d: %w", pid, err)
 	}
-	if st["PPid"] != strconv.Itoa(peer.PID) {
-		return 0, fmt.Errorf("pid %d is not a child of the client (pid %d)", pid, peer.PID)
+	if st["PPid"] != strconv.Itoa(parent) {
+		return 0, fmt.Errorf("pid %d is not a child of pid %d (the client is pid %d)", pid, parent, peer.PID)
 	}
 	uids := strings.Fields(st["Uid"])
 	if len(uids) != 4 {
@@ -40,23 +40,6 @@ func childOf(pidfd *os.File, peer Peer) (int, error) {
 		if u != strconv.Itoa(peer.UID) {
 			return 0, fmt.Errorf("pid %d does not run as the client's uid %d (uids %v)", pid, peer.UID, uids)
 		}
-	}
-	return pid, nil
-}
-
-// pidfdPID reads the pid a pidfd refers to from /proc/self/fdinfo.
-func pidfdPID(pidfd *os.File) (int, error) {
-	info, err := readKeyed(fmt.Sprintf("/proc/self/fdinfo/%d", pidfd.Fd()))
-	if err != nil {
-		return 0, fmt.Errorf("read pidfd: %w", err)
-	}
-	s, ok := info["Pid"]
-	if !ok {
-		return 0, errors.New("the passed descriptor is not a pidfd")
-	}
-	pid, err := strconv.Atoi(s)
-	if err != nil || pid <= 0 {
-		return 0, fmt.Errorf("the pidfd's process has exited or is outside this pid namespace (Pid: %s)", s)
 	}
 	return pid, nil
 }

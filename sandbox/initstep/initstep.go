@@ -37,16 +37,26 @@ func initMain() (int, error) {
 	if err := unix.CloseRange(3, math.MaxUint32, closeRangeCloexec); err != nil {
 		return ExitRefused, fmt.Errorf("init: mark inherited descriptors close-on-exec: %w", err)
 	}
-	specFile := os.NewFile(SpecFD, "init-spec")
-	spec, err := readSpec(specFile)
-	specFile.Close()
-	if err != nil {
-		return ExitRefused, fmt.Errorf("init: %w", err)
+	if len(os.Args) == 2 && os.Args[1] == SuperviseArg {
+		return supervise()
 	}
-	if spec.Supervise {
-		return supervise(spec)
+	spec, err := readOwnSpec()
+	if err != nil {
+		return ExitRefused, err
 	}
 	return confineAndExec(spec)
+}
+
+// readOwnSpec reads the spec the launcher writes once this process is
+// inside the jail's cgroups.
+func readOwnSpec() (*Spec, error) {
+	f := os.NewFile(SpecFD, "init-spec")
+	defer f.Close()
+	spec, err := readSpec(f)
+	if err != nil {
+		return nil, fmt.Errorf("init: %w", err)
+	}
+	return spec, nil
 }
 
 // confineAndExec confines the calling process and replaces it with the
@@ -115,30 +125,36 @@ func execFailureCode(err error) int {
 // init step again as PID 2 (which confines itself and execs the server),
 // relays signals, reaps re-parented orphans, and exits with the server's
 // status, at which point the kernel kills whatever is left in the namespace.
-func supervise(spec *Spec) (int, error) {
+//
+// PID 2 starts at once, so that the two Go start-ups overlap the
+// launcher's work (and the daemon's); PID 1 hands its pidfd to the
+// launcher, which puts both into the jail's cgroups and only then writes
+// the spec, which PID 2 reads from the launcher's pipe (PID 1 needs none).
+// Until then both only run this code. If PID 1 exits, the kernel kills
+// PID 2 with the namespace.
+func supervise() (int, error) {
 	if err := mountPrivateProc(); err != nil {
 		return ExitRefused, fmt.Errorf("init: %w", err)
 	}
 	sigs := make(chan os.Signal, 8)
 	signal.Notify(sigs, RelayedSignals...)
-	specR, specW, err := os.Pipe()
-	if err != nil {
-		return ExitRefused, fmt.Errorf("init: spec pipe: %w", err)
-	}
+	pidfd := -1
 	pid, err := syscall.ForkExec("/proc/self/exe", []string{BinaryName}, &syscall.ProcAttr{
 		Env:   []string{},
-		Files: []uintptr{0, 1, 2, specR.Fd(), LifelineFD, NotifyFD},
-		Sys:   &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL},
+		Files: []uintptr{0, 1, 2, SpecFD, LifelineFD, NotifyFD},
+		Sys:   &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, PidFD: &pidfd},
 	})
-	specR.Close()
-	unix.Close(NotifyFD) // the server's init step sends the listener, PID 1 has no use for it
+	// The spec and the seccomp listener are PID 2's business.
+	unix.Close(SpecFD)
+	unix.Close(NotifyFD)
 	if err != nil {
-		specW.Close()
 		return ExitRefused, fmt.Errorf("init: start the server's init step: %w", err)
 	}
-	child := *spec
-	child.Supervise = false
-	if err := WriteSpec(specW, &child); err != nil {
+	err = sendChild(ChildFD, pidfd)
+	unix.Close(pidfd)
+	unix.Close(ChildFD)
+	if err != nil {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
 		return ExitRefused, fmt.Errorf("init: %w", err)
 	}
 	// PID 1 only waits and relays from here on: it keeps CAP_KILL (the

@@ -26,12 +26,19 @@ const BinaryName = "mcpjail-init"
 
 // File descriptors the launcher hands to the init step (ExtraFiles order).
 const (
-	SpecFD     = 3 // the Spec as JSON, closed by the launcher after writing
+	SpecFD     = 3 // the Spec as JSON, closed by the launcher after writing (PID 1 passes it to PID 2)
 	LifelineFD = 4 // never written; EOF means the launcher is gone
 	// NotifyFD is where the init step sends the launcher the seccomp
 	// deny-list's listener (sandbox/seccompnotify), before the server runs.
 	NotifyFD = 5
+	// ChildFD, given to PID 1 only, is where it sends the launcher a pidfd
+	// of PID 2 (a SOCK_SEQPACKET socket).
+	ChildFD = 6
 )
+
+// SuperviseArg is argv[1] of an init step that is PID 1 of a new PID
+// namespace: it starts PID 2 and supervises it.
+const SuperviseArg = "supervise"
 
 // Exit codes of the init step, and so of a run, following docker run's
 // convention.
@@ -44,7 +51,7 @@ const (
 
 // Version is the Spec's format. The launcher and mcpjail-init are built
 // together; a mismatch is a broken install, refused rather than misread.
-const Version = 1
+const Version = 2
 
 // maxSpecSize bounds what init reads from the spec pipe.
 const maxSpecSize = 16 << 20
@@ -59,9 +66,6 @@ type Spec struct {
 	Argv []string `json:"argv"`
 	Env  []string `json:"env"`
 	Dir  string   `json:"dir"`
-	// Supervise is true when init is PID 1 of a new PID namespace: it then
-	// forks the server, relays signals and reaps orphans instead of exec'ing.
-	Supervise bool `json:"supervise"`
 }
 
 // RelayedSignals are forwarded from mcpjail to init and from init to the

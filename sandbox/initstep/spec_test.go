@@ -2,6 +2,7 @@ package initstep
 
 import (
 	"os"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -22,12 +23,12 @@ func roundTrip(t *testing.T, s *Spec) (*Spec, error) {
 }
 
 func TestSpecRoundTrip(t *testing.T) {
-	in := &Spec{Path: "/bin/true", Argv: []string{"true"}, Env: []string{"A=b"}, Dir: "/tmp", Supervise: true}
+	in := &Spec{Path: "/bin/true", Argv: []string{"true"}, Env: []string{"A=b"}, Dir: "/tmp"}
 	out, err := roundTrip(t, in)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if out.Version != Version || out.Path != in.Path || out.Argv[0] != "true" || out.Env[0] != "A=b" || out.Dir != "/tmp" || !out.Supervise {
+	if out.Version != Version || out.Path != in.Path || out.Argv[0] != "true" || out.Env[0] != "A=b" || out.Dir != "/tmp" {
 		t.Errorf("read back %+v, sent %+v", out, in)
 	}
 }
@@ -37,13 +38,14 @@ func TestSpecRefusals(t *testing.T) {
 		_, err := readSpec(strings.NewReader(text))
 		return err
 	}
+	v := strconv.Itoa(Version)
 	for name, c := range map[string]struct{ text, want string }{
 		"another build": {`{"version":999,"path":"/bin/true","argv":["true"]}`, "same build"},
 		"no version":    {`{"path":"/bin/true","argv":["true"]}`, "version 0"},
-		"no command":    {`{"version":1,"argv":["true"]}`, "no command"},
-		"no argv":       {`{"version":1,"path":"/bin/true"}`, "no command"},
+		"no command":    {`{"version":` + v + `,"argv":["true"]}`, "no command"},
+		"no argv":       {`{"version":` + v + `,"path":"/bin/true"}`, "no command"},
 		"not JSON":      {`version 1`, "decode"},
-		"too large":     {`{"version":1,"env":["` + strings.Repeat("x", maxSpecSize) + `"]}`, "larger than"},
+		"too large":     {`{"version":` + v + `,"env":["` + strings.Repeat("x", maxSpecSize) + `"]}`, "larger than"},
 	} {
 		if err := read(c.text); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: %v, want an error with %q", name, err, c.want)
