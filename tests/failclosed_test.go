@@ -222,3 +222,29 @@ func TestInitStepMustBeMcpjailsOwn(t *testing.T) {
 		t.Errorf("no init step: exit %d, want 125 naming it\n%s", code, out)
 	}
 }
+
+// TestInitStepByHandChangesNothing: mcpjail-init run by hand, as root, in
+// the host's namespaces, refuses (125) before it touches a mount: as PID 1
+// it would remount /proc.
+func TestInitStepByHandChangesNothing(t *testing.T) {
+	requireRoot(t)
+	initStep := filepath.Join(filepath.Dir(suite.mcpjail), "mcpjail-init")
+	before, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{{"supervise"}, {}} {
+		out, err := exec.CommandContext(withTimeout(t, time.Minute), initStep, args...).CombinedOutput()
+		code, err := e2e.ExitCode(err)
+		if err != nil || code != 125 {
+			t.Errorf("mcpjail-init %v by hand: exit %d (%v), want 125\n%s", args, code, err, out)
+		}
+	}
+	after, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(before) != string(after) {
+		t.Errorf("mcpjail-init by hand changed the mounts:\nbefore:\n%s\nafter:\n%s", before, after)
+	}
+}

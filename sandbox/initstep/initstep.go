@@ -133,6 +133,11 @@ func execFailureCode(err error) int {
 // Until then both only run this code. If PID 1 exits, the kernel kills
 // PID 2 with the namespace.
 func supervise() (int, error) {
+	// It remounts /proc: only ever in the namespaces mcpjail made for it,
+	// never where someone ran mcpjail-init by hand.
+	if os.Getpid() != 1 {
+		return ExitRefused, fmt.Errorf("init: %s %s runs only as PID 1 of the PID namespace mcpjail creates", BinaryName, SuperviseArg)
+	}
 	if err := mountPrivateProc(); err != nil {
 		return ExitRefused, fmt.Errorf("init: %w", err)
 	}
