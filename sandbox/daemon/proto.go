@@ -125,7 +125,7 @@ type JailStatus struct {
 // conn is one SOCK_SEQPACKET connection.
 type conn struct {
 	c   *net.UnixConn
-	buf []byte // one message, reused by recv
+	buf []byte // the largest message so far, reused by recv
 }
 
 // send writes v as one message, with fds attached when given.
@@ -150,10 +150,20 @@ func (c *conn) send(v any, fds ...int) error {
 // recv reads one message into v and returns the descriptors it carried,
 // which the caller owns. io.EOF means the peer closed.
 func (c *conn) recv(v any) ([]*os.File, error) {
-	if c.buf == nil {
-		c.buf = make([]byte, maxMessage+1)
+	size, err := c.nextSize()
+	if err != nil {
+		return nil, err
 	}
-	buf := c.buf
+	if size == 0 {
+		return nil, errEOF
+	}
+	if size > maxMessage {
+		return nil, fmt.Errorf("message of %d bytes is larger than %d", size, maxMessage)
+	}
+	if cap(c.buf) < size {
+		c.buf = make([]byte, size)
+	}
+	buf := c.buf[:size]
 	oob := make([]byte, unix.CmsgSpace(4*4))
 	n, oobn, flags, _, err := c.c.ReadMsgUnix(buf, oob)
 	if err != nil {
@@ -182,6 +192,34 @@ func (c *conn) recv(v any) ([]*os.File, error) {
 		return nil, fmt.Errorf("decode message: %w", err)
 	}
 	return files, nil
+}
+
+// nextSize waits for the next message and returns its length without
+// reading it: with MSG_TRUNC a SOCK_SEQPACKET read returns the whole
+// message's length, so recv sizes its buffer to the message instead of
+// keeping maxMessage bytes per connection (for the daemon, a megabyte of
+// garbage per run). The peek installs none of the message's descriptors.
+// 0 means the peer closed.
+func (c *conn) nextSize() (int, error) {
+	rc, err := c.c.SyscallConn()
+	if err != nil {
+		return 0, err
+	}
+	var (
+		n    int
+		rerr error
+		one  [1]byte
+	)
+	if err := rc.Read(func(fd uintptr) bool {
+		n, _, rerr = unix.Recvfrom(int(fd), one[:], unix.MSG_PEEK|unix.MSG_TRUNC)
+		return !errors.Is(rerr, unix.EAGAIN)
+	}); err != nil {
+		return 0, err
+	}
+	if rerr != nil {
+		return 0, rerr
+	}
+	return n, nil
 }
 
 // errEOF is a zero-length read: on SOCK_SEQPACKET, the peer's close.
