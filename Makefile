@@ -3,8 +3,10 @@
 
 GO        ?= go
 BIN       := bin/mcpjail
-# The init step every jail runs before its server, installed beside mcpjail.
+# The init step every jail runs before its server, and `mcpjail daemon`,
+# both installed beside mcpjail.
 INIT_BIN  := bin/mcpjail-init
+DAEMON_BIN := bin/mcpjail-daemon
 VERSION   ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS   := -X main.version=$(VERSION)
 # An execution count, not a duration: with a duration, Go's fuzzer sometimes
@@ -35,8 +37,9 @@ all: build
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(INIT_BIN) ./cmd/mcpjail-init
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(DAEMON_BIN) ./cmd/mcpjail-daemon
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/mcpjail
-	chmod 0755 $(BIN) $(INIT_BIN)
+	chmod 0755 $(BIN) $(INIT_BIN) $(DAEMON_BIN)
 
 ## deps: system packages the tests need (Debian), installed only when missing.
 deps:
@@ -109,6 +112,7 @@ bench-vm:
 install: build
 	install -D -m 0755 $(BIN) $(DESTDIR)$(BINDIR)/mcpjail
 	install -D -m 0755 $(INIT_BIN) $(DESTDIR)$(BINDIR)/mcpjail-init
+	install -D -m 0755 $(DAEMON_BIN) $(DESTDIR)$(BINDIR)/mcpjail-daemon
 	install -d -m 0755 $(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSCONFDIR)/mcpjail \
 		$(DESTDIR)$(SYSCONFDIR)/mcpjail/profiles $(DESTDIR)$(SYSCONFDIR)/mcpjail/servers.d
 	sed -e 's|/usr/local/bin/mcpjail|$(BINDIR)/mcpjail|g' -e 's|/etc/mcpjail/|$(SYSCONFDIR)/mcpjail/|g' \

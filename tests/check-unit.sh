@@ -22,7 +22,7 @@ bindir=/usr/local/bin
 unitdir=/lib/systemd/system
 make --no-print-directory -s install DESTDIR="$root" PREFIX=/usr/local UNITDIR="$unitdir" >/dev/null
 
-for f in "$bindir/mcpjail" "$bindir/mcpjail-init" "$unitdir/mcpjail.service" /etc/mcpjail/mcpjail.yaml \
+for f in "$bindir/mcpjail" "$bindir/mcpjail-init" "$bindir/mcpjail-daemon" "$unitdir/mcpjail.service" /etc/mcpjail/mcpjail.yaml \
 	/etc/mcpjail/profiles/README /etc/mcpjail/profiles/example-memory.yaml \
 	/etc/mcpjail/servers.d/example.yaml.disabled; do
 	[[ -f "$root$f" ]] || { echo "check-unit: make install did not write $f" >&2; exit 1; }

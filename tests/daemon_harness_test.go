@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mcpjail/mcpjail/sandbox/daemon"
+	"github.com/mcpjail/mcpjail/sandbox/daemon/api"
 )
 
 // testDaemon is a real `mcpjail daemon` with a configuration of its own:
@@ -170,12 +170,12 @@ func (d *testDaemon) cleanup(t *testing.T) {
 }
 
 // status runs `mcpjail status --json` against the daemon.
-func (d *testDaemon) status() (*daemon.Status, error) {
+func (d *testDaemon) status() (*api.Status, error) {
 	out, err := exec.Command(suite.mcpjail, "status", "--json", "--socket", d.socket).Output()
 	if err != nil {
 		return nil, err
 	}
-	var st daemon.Status
+	var st api.Status
 	if err := json.Unmarshal(out, &st); err != nil {
 		return nil, fmt.Errorf("decode status: %w\n%s", err, out)
 	}

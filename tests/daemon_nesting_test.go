@@ -14,7 +14,7 @@ import (
 	"github.com/mcpjail/mcpjail/profiles"
 	"github.com/mcpjail/mcpjail/sandbox"
 	"github.com/mcpjail/mcpjail/sandbox/cgroup"
-	"github.com/mcpjail/mcpjail/sandbox/daemon"
+	"github.com/mcpjail/mcpjail/sandbox/daemon/api"
 	"github.com/mcpjail/mcpjail/tests/internal/e2e"
 )
 
@@ -148,9 +148,9 @@ func TestDaemonChecksTheProfileLabel(t *testing.T) {
 
 // rawPrepare dials the daemon as the test (root) and sends a prepare request
 // the way any client could, with a fresh instance and a private TMPDIR.
-func rawPrepare(t *testing.T, d *testDaemon, req sandbox.RemoteRequest) (*daemon.Client, error) {
+func rawPrepare(t *testing.T, d *testDaemon, req sandbox.RemoteRequest) (*api.Client, error) {
 	t.Helper()
-	c, err := daemon.Dial(withTimeout(t, 30*time.Second), d.socket)
+	c, err := api.Dial(withTimeout(t, 30*time.Second), d.socket)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/mcpjail/mcpjail/sandbox/audit"
-	"github.com/mcpjail/mcpjail/sandbox/daemon"
+	"github.com/mcpjail/mcpjail/sandbox/daemon/api"
 )
 
 // TestDaemonGivesUnprivilegedRunsTheWholeJail: uid 65534 runs the fixture
@@ -111,7 +111,7 @@ func TestDaemonGivesUnprivilegedRunsTheWholeJail(t *testing.T) {
 	}
 	// A run's jail is stopped before its client exits; its sockets and
 	// programs go right after, and with them the jail from status.
-	var st *daemon.Status
+	var st *api.Status
 	if left := eventually(cleanupDeadline, func() []string {
 		var err error
 		if st, err = d.status(); err != nil {

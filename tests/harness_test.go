@@ -99,10 +99,11 @@ func buildSuite(ctx context.Context, dir string) error {
 
 // usePrebuilt takes the binaries from the environment. They must be absolute
 // paths that uid 65534 can execute, like the ones buildSuite makes, with
-// mcpjail-init beside mcpjail.
+// mcpjail-init and mcpjail-daemon beside mcpjail.
 func usePrebuilt(mcpjail, hostile string) error {
-	initStep := filepath.Join(filepath.Dir(mcpjail), "mcpjail-init")
-	for env, path := range map[string]string{envPrebuiltMcpjail: mcpjail, envPrebuiltHostile: hostile, envPrebuiltMcpjail + "'s mcpjail-init": initStep} {
+	beside := func(name string) string { return filepath.Join(filepath.Dir(mcpjail), name) }
+	for env, path := range map[string]string{envPrebuiltMcpjail: mcpjail, envPrebuiltHostile: hostile,
+		envPrebuiltMcpjail + "'s mcpjail-init": beside("mcpjail-init"), envPrebuiltMcpjail + "'s mcpjail-daemon": beside("mcpjail-daemon")} {
 		if !filepath.IsAbs(path) {
 			return fmt.Errorf("%s=%q: want the absolute path of a prebuilt binary (set both %s and %s, or neither)",
 				env, path, envPrebuiltMcpjail, envPrebuiltHostile)

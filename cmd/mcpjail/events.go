@@ -8,7 +8,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/mcpjail/mcpjail/sandbox/audit"
-	"github.com/mcpjail/mcpjail/sandbox/daemon"
+	"github.com/mcpjail/mcpjail/sandbox/daemon/api"
 )
 
 // eventsFlags are the flags of `mcpjail events`.
@@ -32,13 +32,13 @@ func eventsCommand() *cli.Command {
 			&cli.BoolFlag{Name: "json", Usage: "print JSON lines (the audit log's format)", Destination: &f.json},
 		},
 		Action: func(c *cli.Context) error {
-			cl, err := daemon.Dial(c.Context, f.socket)
+			cl, err := api.Dial(c.Context, f.socket)
 			if err != nil {
 				return exitf(exitInternal, "events: %v", err)
 			}
 			defer cl.Close()
 			enc := json.NewEncoder(os.Stdout)
-			err = cl.StreamEvents(c.Context, daemon.EventsRequest{Follow: f.follow, Server: f.server}, func(e audit.Event) error {
+			err = cl.StreamEvents(c.Context, api.EventsRequest{Follow: f.follow, Server: f.server}, func(e audit.Event) error {
 				if f.json {
 					return enc.Encode(e)
 				}

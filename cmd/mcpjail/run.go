@@ -9,7 +9,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/mcpjail/mcpjail/sandbox"
-	"github.com/mcpjail/mcpjail/sandbox/daemon"
+	"github.com/mcpjail/mcpjail/sandbox/daemon/api"
 )
 
 // runFlags are the flags of `mcpjail run`.
@@ -119,7 +119,7 @@ func (f *runFlags) remote(c *cli.Context) (sandbox.Remote, error) {
 	if !use {
 		return nil, nil
 	}
-	cl, err := daemon.Dial(c.Context, f.socket)
+	cl, err := api.Dial(c.Context, f.socket)
 	if err != nil {
 		// A socket that exists but does not answer is a broken host: say so
 		// rather than fall back silently to a jail without cgroups or eBPF.

@@ -9,7 +9,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/mcpjail/mcpjail/sandbox/daemon"
+	"github.com/mcpjail/mcpjail/sandbox/daemon/api"
 )
 
 // statusFlags are the flags of `mcpjail status`.
@@ -19,7 +19,7 @@ type statusFlags struct {
 }
 
 func socketFlag(dest *string) cli.Flag {
-	return &cli.StringFlag{Name: "socket", Usage: "the daemon's socket `PATH`", Value: daemon.DefaultSocket,
+	return &cli.StringFlag{Name: "socket", Usage: "the daemon's socket `PATH`", Value: api.DefaultSocket,
 		EnvVars: []string{"MCPJAIL_SOCKET"}, Destination: dest}
 }
 
@@ -34,7 +34,7 @@ func statusCommand() *cli.Command {
 			&cli.BoolFlag{Name: "json", Usage: "print the status as JSON", Destination: &f.json},
 		},
 		Action: func(c *cli.Context) error {
-			cl, err := daemon.Dial(c.Context, f.socket)
+			cl, err := api.Dial(c.Context, f.socket)
 			if err != nil {
 				return exitf(exitInternal, "status: %v", err)
 			}
@@ -54,7 +54,7 @@ func statusCommand() *cli.Command {
 	}
 }
 
-func printStatus(st *daemon.Status) {
+func printStatus(st *api.Status) {
 	fmt.Printf("daemon: pid %d, version %s, up %s\n", st.PID, st.Version, time.Since(st.Started).Round(time.Second))
 	for _, l := range st.Layers {
 		fmt.Printf("layer: %s\n", l)

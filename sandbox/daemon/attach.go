@@ -20,7 +20,7 @@ type builtJail struct {
 // here, so a reload applies to it and a daemon restart finds its record.
 func (d *Daemon) build(s *session, rec *jailRecord, allowDegraded bool) (*entry, error) {
 	e := &entry{rec: rec}
-	e.events = d.newEventLog(e, rec.Server, func(ev audit.Event) { _ = s.c.send(&Reply{V: ProtocolVersion, Event: &ev}) })
+	e.events = d.newEventLog(e, rec.Server, func(ev audit.Event) { _ = s.c.Send(&Reply{V: ProtocolVersion, Event: &ev}) })
 	jail, err := sandbox.NewJail(sandbox.JailSpec{
 		Name: rec.Server.Name, Instance: rec.Server.Instance, Policy: rec.Policy, Events: e.events,
 		Network: d.loader, CgroupBase: d.cgroupBase, AllowDegraded: allowDegraded, Logger: d.log,

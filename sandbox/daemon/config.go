@@ -19,7 +19,6 @@ import (
 // Defaults of the daemon's configuration.
 const (
 	DefaultConfigPath = "/etc/mcpjail/mcpjail.yaml"
-	DefaultSocket     = "/run/mcpjail/mcpjail.sock"
 	DefaultPinDir     = "/sys/fs/bpf/mcpjail"
 	DefaultStateDir   = "/run/mcpjail/jails"
 	DefaultAuditLog   = "/var/log/mcpjail/audit.jsonl"

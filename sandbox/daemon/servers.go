@@ -179,9 +179,10 @@ func (d *Daemon) runDeclared(ctx context.Context, s *DeclaredServer) (int, strin
 	}
 	uid, _ := strconv.ParseUint(u.Uid, 10, 32)
 	gid, _ := strconv.ParseUint(u.Gid, 10, 32)
-	self, err := os.Executable()
+	// The run is mcpjail's own, beside this daemon's binary.
+	self, err := sandbox.Sibling(sandbox.McpjailBinary)
 	if err != nil {
-		return 0, "", fmt.Errorf("find own executable: %w", err)
+		return 0, "", err
 	}
 	workdir := s.Workdir
 	if workdir == "" {
@@ -258,14 +259,4 @@ func (d *Daemon) startDeclared(ctx context.Context) {
 	for _, s := range servers {
 		go d.supervise(ctx, s)
 	}
-}
-
-// DeclaredStatus is a declared server in `mcpjail status`.
-type DeclaredStatus struct {
-	Name     string `json:"name"`
-	Profile  string `json:"profile"`
-	User     string `json:"user"`
-	State    string `json:"state"` // starting, running, backoff, exited, refused
-	Restarts int    `json:"restarts"`
-	LastExit int    `json:"last_exit"`
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/mcpjail/mcpjail/sandbox"
 	"github.com/mcpjail/mcpjail/sandbox/audit"
 	"github.com/mcpjail/mcpjail/sandbox/cgroup"
+	"github.com/mcpjail/mcpjail/sandbox/daemon/api"
 )
 
 // session is one client connection.
@@ -29,7 +30,7 @@ func refusal(code int, format string, args ...any) *Reply {
 // serve authorizes the peer and dispatches on its first request.
 func (d *Daemon) serve(ctx context.Context, uc *net.UnixConn) {
 	defer uc.Close()
-	s := &session{d: d, c: &conn{c: uc}}
+	s := &session{d: d, c: api.NewConn(uc)}
 	peer, err := peerOf(uc)
 	if err != nil {
 		d.log.Error("refused connection", "err", err)
@@ -39,31 +40,31 @@ func (d *Daemon) serve(ctx context.Context, uc *net.UnixConn) {
 	// The daemon's own children are the declared servers' runs.
 	if ok, why := d.authorizer().allowed(peer); !ok && !isChildOfDaemon(peer) {
 		d.log.Warn("refused connection", "uid", peer.UID, "pid", peer.PID, "reason", why)
-		_ = s.c.send(refusal(sandbox.ExitRefused, "mcpjail daemon: permission denied: %s", why))
+		_ = s.c.Send(refusal(sandbox.ExitRefused, "mcpjail daemon: permission denied: %s", why))
 		// Read the client's request before closing: closing with unread
 		// data resets the connection, and the client would lose the reason.
 		_ = uc.SetReadDeadline(time.Now().Add(time.Second))
 		var ignored Request
-		fs, _ := s.c.recv(&ignored)
+		fs, _ := s.c.Recv(&ignored)
 		closeFiles(fs)
 		return
 	}
 	var req Request
-	files, err := s.c.recv(&req)
+	files, err := s.c.Recv(&req)
 	closeFiles(files)
 	if err != nil {
 		d.log.Debug("connection ended before a request", "uid", peer.UID, "err", err)
 		return
 	}
 	if req.V != ProtocolVersion {
-		_ = s.c.send(refusal(sandbox.ExitUsage, "mcpjail daemon speaks protocol version %d, the client %d: use the same mcpjail release", ProtocolVersion, req.V))
+		_ = s.c.Send(refusal(sandbox.ExitUsage, "mcpjail daemon speaks protocol version %d, the client %d: use the same mcpjail release", ProtocolVersion, req.V))
 		return
 	}
 	switch {
 	case req.Op == OpPrepare && req.Prepare != nil:
 		s.run(ctx, req.Prepare)
 	case req.Op == OpStatus:
-		_ = s.c.send(&Reply{V: ProtocolVersion, Status: d.status(s.ownerFilter())})
+		_ = s.c.Send(&Reply{V: ProtocolVersion, Status: d.status(s.ownerFilter())})
 	case req.Op == OpEvents:
 		er := req.Events
 		if er == nil {
@@ -71,7 +72,7 @@ func (d *Daemon) serve(ctx context.Context, uc *net.UnixConn) {
 		}
 		s.events(ctx, er)
 	default:
-		_ = s.c.send(refusal(sandbox.ExitUsage, "unknown request %q", req.Op))
+		_ = s.c.Send(refusal(sandbox.ExitUsage, "unknown request %q", req.Op))
 	}
 }
 
@@ -88,14 +89,14 @@ func (s *session) run(ctx context.Context, pr *PrepareRequest) {
 			re = &ReplyError{Code: sandbox.ExitRefused, Message: err.Error()}
 		}
 		d.log.Warn("refused run", "uid", s.peer.UID, "profile", pr.Profile, "err", re.Message)
-		_ = s.c.send(&Reply{V: ProtocolVersion, Error: re})
+		_ = s.c.Send(&Reply{V: ProtocolVersion, Error: re})
 		return
 	}
 	// The run's TMPDIR is the peer's (compile checked it); it goes when the
 	// session ends, after the jail: nothing of the run writes to it then.
 	removeTmp := sync.OnceFunc(func() { removeRunTmp(rec, d.log) })
 	defer removeTmp()
-	if err := s.c.send(&Reply{V: ProtocolVersion, Prepared: &Prepared{Server: rec.Server, Policy: rec.Policy, Missing: d.loader.Missing()}}); err != nil {
+	if err := s.c.Send(&Reply{V: ProtocolVersion, Prepared: &Prepared{Server: rec.Server, Policy: rec.Policy, Missing: d.loader.Missing()}}); err != nil {
 		return
 	}
 	// The jail is built while the client starts its init step, off the
@@ -109,12 +110,12 @@ func (s *session) run(ctx context.Context, pr *PrepareRequest) {
 		built <- builtJail{e, err}
 	}()
 	var attach Request
-	files, err := s.c.recv(&attach)
+	files, err := s.c.Recv(&attach)
 	b := <-built
 	if b.err != nil {
 		closeFiles(files)
 		d.log.Warn("refused attach", "uid", s.peer.UID, "server", rec.Server.Name, "err", b.err)
-		_ = s.c.send(refusal(sandbox.ExitRefused, "%v", b.err))
+		_ = s.c.Send(refusal(sandbox.ExitRefused, "%v", b.err))
 		return
 	}
 	e := b.e
@@ -125,7 +126,7 @@ func (s *session) run(ctx context.Context, pr *PrepareRequest) {
 	}
 	defer closeFiles(files)
 	if len(files) != 1 && len(files) != 2 {
-		_ = s.c.send(refusal(sandbox.ExitRefused, "attach needs one or two pidfds (the init step, then its PID 2), got %d descriptors", len(files)))
+		_ = s.c.Send(refusal(sandbox.ExitRefused, "attach needs one or two pidfds (the init step, then its PID 2), got %d descriptors", len(files)))
 		return
 	}
 	t0 := time.Now()
@@ -133,16 +134,16 @@ func (s *session) run(ctx context.Context, pr *PrepareRequest) {
 	d.log.Debug("jail attached", "server", rec.Server.Name, "instance", rec.Server.Instance, "took", time.Since(t0))
 	if err != nil {
 		d.log.Warn("refused attach", "uid", s.peer.UID, "server", rec.Server.Name, "err", err)
-		_ = s.c.send(refusal(sandbox.ExitRefused, "%v", err))
+		_ = s.c.Send(refusal(sandbox.ExitRefused, "%v", err))
 		return
 	}
-	if err := s.c.send(&Reply{V: ProtocolVersion, Attached: &Attached{Cgroup: e.jail.Group().V2Path(), CgroupID: e.jail.Group().ID()}}); err != nil {
+	if err := s.c.Send(&Reply{V: ProtocolVersion, Attached: &Attached{Cgroup: e.jail.Group().V2Path(), CgroupID: e.jail.Group().ID()}}); err != nil {
 		return
 	}
 	// Wait for release or for the client to go: either way the jail ends.
 	var req Request
 	for {
-		fs, err := s.c.recv(&req)
+		fs, err := s.c.Recv(&req)
 		closeFiles(fs)
 		if err != nil {
 			d.log.Info("client of a running jail went away: killing the jail", "server", rec.Server.Name, "instance", rec.Server.Instance)
@@ -156,7 +157,7 @@ func (s *session) run(ctx context.Context, pr *PrepareRequest) {
 			e.jail.Stop()
 			removeTmp()
 			d.log.Debug("jail stopped on request", "instance", rec.Server.Instance, "took", time.Since(t0))
-			_ = s.c.send(&Reply{V: ProtocolVersion, Released: true})
+			_ = s.c.Send(&Reply{V: ProtocolVersion, Released: true})
 			return
 		}
 	}
@@ -168,18 +169,18 @@ func (s *session) events(ctx context.Context, er *EventsRequest) {
 	backlog, sub := s.d.hub.subscribe(view{server: er.Server, uid: s.ownerFilter()})
 	defer s.d.hub.unsubscribe(sub)
 	for i := range backlog {
-		if err := s.c.send(&Reply{V: ProtocolVersion, Event: &backlog[i]}); err != nil {
+		if err := s.c.Send(&Reply{V: ProtocolVersion, Event: &backlog[i]}); err != nil {
 			return
 		}
 	}
-	if err := s.c.send(&Reply{V: ProtocolVersion, EndOfBacklog: true}); err != nil || !er.Follow {
+	if err := s.c.Send(&Reply{V: ProtocolVersion, EndOfBacklog: true}); err != nil || !er.Follow {
 		return
 	}
 	gone := make(chan struct{})
 	go func() {
 		var r Request
 		for {
-			fs, err := s.c.recv(&r)
+			fs, err := s.c.Recv(&r)
 			closeFiles(fs)
 			if err != nil {
 				close(gone)
@@ -190,11 +191,11 @@ func (s *session) events(ctx context.Context, er *EventsRequest) {
 	for {
 		select {
 		case e := <-sub.ch:
-			if err := s.c.send(&Reply{V: ProtocolVersion, Event: &e}); err != nil {
+			if err := s.c.Send(&Reply{V: ProtocolVersion, Event: &e}); err != nil {
 				return
 			}
 		case <-sub.overflowed:
-			_ = s.c.send(refusal(sandbox.ExitRefused, "events: this follower fell more than %d events behind and was cut off; the audit log has them all", subscriberQueue))
+			_ = s.c.Send(refusal(sandbox.ExitRefused, "events: this follower fell more than %d events behind and was cut off; the audit log has them all", subscriberQueue))
 			return
 		case <-gone:
 			return

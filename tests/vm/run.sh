@@ -95,8 +95,9 @@ mkdir -p "$root"/vm/bin
   export CGO_ENABLED=0
   go build -trimpath -o "$root/vm/bin/mcpjail" ./cmd/mcpjail
   go build -trimpath -o "$root/vm/bin/mcpjail-init" ./cmd/mcpjail-init
-  # mcpjail refuses an init step that others than its owner could replace.
-  chmod 0755 "$root/vm/bin/mcpjail" "$root/vm/bin/mcpjail-init"
+  go build -trimpath -o "$root/vm/bin/mcpjail-daemon" ./cmd/mcpjail-daemon
+  # mcpjail refuses an init step or daemon that others than its owner could replace.
+  chmod 0755 "$root/vm/bin/mcpjail" "$root/vm/bin/mcpjail-init" "$root/vm/bin/mcpjail-daemon"
   go build -trimpath -o "$root/vm/bin/hostile" ./tests/fixtures/hostile
   go test -c -trimpath -o "$root/vm/bin/e2e.test" ./tests
   go test -c -trimpath -o "$root/vm/bin/bpf.test" ./bpf

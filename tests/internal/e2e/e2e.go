@@ -53,9 +53,10 @@ func GoBuild(ctx context.Context, repo, pkg, out string) error {
 }
 
 // BuildMcpjail builds mcpjail and, beside it, the init step mcpjail-init
-// that it runs in every jail, into dir; it returns mcpjail's path.
+// that it runs in every jail and mcpjail-daemon (`mcpjail daemon`), into
+// dir; it returns mcpjail's path.
 func BuildMcpjail(ctx context.Context, repo, dir string) (string, error) {
-	for _, b := range []struct{ pkg, name string }{{"./cmd/mcpjail-init", "mcpjail-init"}, {"./cmd/mcpjail", "mcpjail"}} {
+	for _, b := range []struct{ pkg, name string }{{"./cmd/mcpjail-init", "mcpjail-init"}, {"./cmd/mcpjail-daemon", "mcpjail-daemon"}, {"./cmd/mcpjail", "mcpjail"}} {
 		if err := GoBuild(ctx, repo, b.pkg, filepath.Join(dir, b.name)); err != nil {
 			return "", err
 		}

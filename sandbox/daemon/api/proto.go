@@ -1,4 +1,10 @@
-package daemon
+// Package api is the mcpjail daemon's socket API: the messages, the
+// connection that carries them (JSON over SOCK_SEQPACKET, descriptors
+// attached), and the client that `mcpjail run`, `status` and `events` use.
+// It is apart from the daemon so that the mcpjail binary links none of the
+// daemon's own dependencies (the Prometheus client, the HTTP server), whose
+// package initialisation every run would otherwise pay for.
+package api
 
 import (
 	"encoding/json"
@@ -96,6 +102,16 @@ type Attached struct {
 	CgroupID uint64 `json:"cgroup_id"`
 }
 
+// DeclaredStatus is a declared server in `mcpjail status`.
+type DeclaredStatus struct {
+	Name     string `json:"name"`
+	Profile  string `json:"profile"`
+	User     string `json:"user"`
+	State    string `json:"state"` // starting, running, backoff, exited, refused
+	Restarts int    `json:"restarts"`
+	LastExit int    `json:"last_exit"`
+}
+
 // Status is `mcpjail status`.
 type Status struct {
 	Version string       `json:"version"`
@@ -122,14 +138,20 @@ type JailStatus struct {
 	Adopted    bool         `json:"adopted,omitempty"`
 }
 
-// conn is one SOCK_SEQPACKET connection.
-type conn struct {
+// DefaultSocket is where the daemon listens unless configured otherwise.
+const DefaultSocket = "/run/mcpjail/mcpjail.sock"
+
+// Conn is one SOCK_SEQPACKET connection.
+type Conn struct {
 	c   *net.UnixConn
 	buf []byte // the largest message so far, reused by recv
 }
 
-// send writes v as one message, with fds attached when given.
-func (c *conn) send(v any, fds ...int) error {
+// NewConn wraps an accepted or dialled SOCK_SEQPACKET connection.
+func NewConn(c *net.UnixConn) *Conn { return &Conn{c: c} }
+
+// Send writes v as one message, with fds attached when given.
+func (c *Conn) Send(v any, fds ...int) error {
 	b, err := json.Marshal(v)
 	if err != nil {
 		return fmt.Errorf("encode message: %w", err)
@@ -147,15 +169,15 @@ func (c *conn) send(v any, fds ...int) error {
 	return nil
 }
 
-// recv reads one message into v and returns the descriptors it carried,
-// which the caller owns. io.EOF means the peer closed.
-func (c *conn) recv(v any) ([]*os.File, error) {
+// Recv reads one message into v and returns the descriptors it carried,
+// which the caller owns. ErrEOF means the peer closed.
+func (c *Conn) Recv(v any) ([]*os.File, error) {
 	size, err := c.nextSize()
 	if err != nil {
 		return nil, err
 	}
 	if size == 0 {
-		return nil, errEOF
+		return nil, ErrEOF
 	}
 	if size > maxMessage {
 		return nil, fmt.Errorf("message of %d bytes is larger than %d", size, maxMessage)
@@ -185,7 +207,7 @@ func (c *conn) recv(v any) ([]*os.File, error) {
 	}
 	if n == 0 {
 		closeAll()
-		return nil, errEOF
+		return nil, ErrEOF
 	}
 	if err := json.Unmarshal(buf[:n], v); err != nil {
 		closeAll()
@@ -200,7 +222,7 @@ func (c *conn) recv(v any) ([]*os.File, error) {
 // keeping maxMessage bytes per connection (for the daemon, a megabyte of
 // garbage per run). The peek installs none of the message's descriptors.
 // 0 means the peer closed.
-func (c *conn) nextSize() (int, error) {
+func (c *Conn) nextSize() (int, error) {
 	rc, err := c.c.SyscallConn()
 	if err != nil {
 		return 0, err
@@ -222,8 +244,8 @@ func (c *conn) nextSize() (int, error) {
 	return n, nil
 }
 
-// errEOF is a zero-length read: on SOCK_SEQPACKET, the peer's close.
-var errEOF = errors.New("connection closed by peer")
+// ErrEOF is a zero-length read: on SOCK_SEQPACKET, the peer's close.
+var ErrEOF = errors.New("connection closed by peer")
 
 func parseRights(oob []byte) ([]*os.File, error) {
 	if len(oob) == 0 {
@@ -244,4 +266,11 @@ func parseRights(oob []byte) ([]*os.File, error) {
 		}
 	}
 	return files, nil
+}
+
+// closeFiles closes descriptors received and not kept.
+func closeFiles(fs []*os.File) {
+	for _, f := range fs {
+		f.Close()
+	}
 }

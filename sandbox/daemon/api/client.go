@@ -1,4 +1,4 @@
-package daemon
+package api
 
 import (
 	"context"
@@ -17,7 +17,7 @@ const dialTimeout = 5 * time.Second
 // Client talks to a daemon. For a run it is the sandbox.Remote that builds
 // the privileged part of the jail.
 type Client struct {
-	c       *conn
+	c       *Conn
 	replies chan Reply
 	events  chan audit.Event
 	readErr error // set before replies is closed
@@ -32,7 +32,7 @@ func Dial(ctx context.Context, socket string) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("connect to the mcpjail daemon at %s: %w", socket, err)
 	}
-	return &Client{c: &conn{c: nc.(*net.UnixConn)}}, nil
+	return &Client{c: NewConn(nc.(*net.UnixConn))}, nil
 }
 
 // Close closes the connection; a running jail's daemon then kills the jail.
@@ -42,7 +42,7 @@ func (c *Client) Close() error { return c.c.c.Close() }
 // (an unauthorized user), the send fails and its refusal is what to report.
 func (c *Client) request(r Request, fds ...int) error {
 	r.V = ProtocolVersion
-	err := c.c.send(&r, fds...)
+	err := c.c.Send(&r, fds...)
 	if err == nil {
 		return nil
 	}
@@ -53,7 +53,7 @@ func (c *Client) request(r Request, fds ...int) error {
 		}
 	} else {
 		var reply Reply
-		if fs, rerr := c.c.recv(&reply); rerr == nil && reply.Error != nil {
+		if fs, rerr := c.c.Recv(&reply); rerr == nil && reply.Error != nil {
 			closeFiles(fs)
 			return &sandbox.Error{Code: reply.Error.Code, Err: fmt.Errorf("mcpjail daemon: %s", reply.Error.Message)}
 		}
@@ -70,7 +70,7 @@ func (c *Client) startReader() {
 		defer close(c.replies)
 		for {
 			var r Reply
-			fs, err := c.c.recv(&r)
+			fs, err := c.c.Recv(&r)
 			closeFiles(fs)
 			if err != nil {
 				c.readErr = err
@@ -89,7 +89,7 @@ func (c *Client) startReader() {
 func (c *Client) next() (Reply, error) {
 	r, ok := <-c.replies
 	if !ok {
-		if errors.Is(c.readErr, errEOF) {
+		if errors.Is(c.readErr, ErrEOF) {
 			return r, errors.New("the mcpjail daemon closed the connection")
 		}
 		return r, fmt.Errorf("read from the mcpjail daemon: %w", c.readErr)
@@ -179,12 +179,12 @@ func (c *Client) StreamEvents(ctx context.Context, req EventsRequest, fn func(au
 	go func() { <-ctx.Done(); c.c.c.Close() }()
 	for {
 		var r Reply
-		fs, err := c.c.recv(&r)
+		fs, err := c.c.Recv(&r)
 		closeFiles(fs)
 		switch {
 		case ctx.Err() != nil:
 			return nil
-		case errors.Is(err, errEOF):
+		case errors.Is(err, ErrEOF):
 			return nil
 		case err != nil:
 			return fmt.Errorf("read events: %w", err)

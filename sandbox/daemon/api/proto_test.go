@@ -1,4 +1,4 @@
-package daemon
+package api
 
 import (
 	"errors"
@@ -13,13 +13,13 @@ import (
 
 // connPair is two connected SOCK_SEQPACKET ends, as the daemon's socket
 // gives.
-func connPair(t *testing.T) (a, b *conn) {
+func connPair(t *testing.T) (a, b *Conn) {
 	t.Helper()
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	wrap := func(fd int) *conn {
+	wrap := func(fd int) *Conn {
 		f := os.NewFile(uintptr(fd), "seqpacket")
 		defer f.Close()
 		nc, err := net.FileConn(f)
@@ -27,14 +27,14 @@ func connPair(t *testing.T) (a, b *conn) {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { nc.Close() })
-		return &conn{c: nc.(*net.UnixConn)}
+		return NewConn(nc.(*net.UnixConn))
 	}
 	return wrap(fds[0]), wrap(fds[1])
 }
 
 // bigBuffer raises c's send buffer to size bytes (SO_SNDBUFFORCE as root,
 // else up to net.core.wmem_max).
-func bigBuffer(t *testing.T, c *conn, size int) {
+func bigBuffer(t *testing.T, c *Conn, size int) {
 	t.Helper()
 	rc, err := c.c.SyscallConn()
 	if err != nil {
@@ -61,7 +61,7 @@ func bigBuffer(t *testing.T, c *conn, size int) {
 
 // TestRecvSizesEachMessage: messages of any size up to maxMessage arrive
 // whole, with their descriptors, in a buffer as large as the largest one;
-// a larger one is refused and the peer's close is errEOF.
+// a larger one is refused and the peer's close is ErrEOF.
 func TestRecvSizesEachMessage(t *testing.T) {
 	a, b := connPair(t)
 	type msg struct{ S string }
@@ -75,11 +75,11 @@ func TestRecvSizesEachMessage(t *testing.T) {
 	bigBuffer(t, a, 2*maxMessage)
 	for _, size := range []int{0, 10, 100 << 10, maxMessage - 64, 10} {
 		want := strings.Repeat("x", size)
-		if err := a.send(msg{want}, int(w.Fd())); err != nil {
+		if err := a.Send(msg{want}, int(w.Fd())); err != nil {
 			t.Fatal(err)
 		}
 		var got msg
-		files, err := b.recv(&got)
+		files, err := b.Recv(&got)
 		if err != nil {
 			t.Fatalf("%d bytes: %v", size, err)
 		}
@@ -96,12 +96,12 @@ func TestRecvSizesEachMessage(t *testing.T) {
 	if _, err := a.c.Write(make([]byte, maxMessage+1)); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := b.recv(new(msg)); err == nil || !strings.Contains(err.Error(), "larger than") {
+	if _, err := b.Recv(new(msg)); err == nil || !strings.Contains(err.Error(), "larger than") {
 		t.Errorf("oversized message: %v, want a refusal", err)
 	}
 	a2, b2 := connPair(t)
 	a2.c.Close()
-	if _, err := b2.recv(new(msg)); !errors.Is(err, errEOF) {
-		t.Errorf("after the peer's close: %v, want errEOF", err)
+	if _, err := b2.Recv(new(msg)); !errors.Is(err, ErrEOF) {
+		t.Errorf("after the peer's close: %v, want ErrEOF", err)
 	}
 }

@@ -7,7 +7,7 @@ import (
 	"testing"
 )
 
-func TestCheckInitBinary(t *testing.T) {
+func TestCheckSibling(t *testing.T) {
 	dir := t.TempDir()
 	self := filepath.Join(dir, "mcpjail")
 	if err := os.WriteFile(self, []byte("x"), 0o755); err != nil {
@@ -24,12 +24,12 @@ func TestCheckInitBinary(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if _, err := checkInitBinary(self, init); err == nil || !strings.Contains(err.Error(), "no such file") {
+	if _, err := checkSibling(self, init); err == nil || !strings.Contains(err.Error(), "no such file") {
 		t.Errorf("missing: %v, want a refusal naming it", err)
 	}
 	for _, mode := range []os.FileMode{0o775, 0o757, 0o777, 0o755 | os.ModeSetuid, 0o755 | os.ModeSetgid} {
 		write(mode)
-		if _, err := checkInitBinary(self, init); err == nil {
+		if _, err := checkSibling(self, init); err == nil {
 			t.Errorf("mode %v: accepted", mode)
 		}
 	}
@@ -39,13 +39,13 @@ func TestCheckInitBinary(t *testing.T) {
 	if err := os.Mkdir(init, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := checkInitBinary(self, init); err == nil || !strings.Contains(err.Error(), "regular file") {
+	if _, err := checkSibling(self, init); err == nil || !strings.Contains(err.Error(), "regular file") {
 		t.Errorf("directory: %v, want a refusal", err)
 	}
 	os.Remove(init)
 	for _, mode := range []os.FileMode{0o755, 0o700, 0o555} {
 		write(mode)
-		if got, err := checkInitBinary(self, init); err != nil || got != init {
+		if got, err := checkSibling(self, init); err != nil || got != init {
 			t.Errorf("mode %v: %q, %v; want it accepted", mode, got, err)
 		}
 	}
@@ -53,7 +53,7 @@ func TestCheckInitBinary(t *testing.T) {
 		if err := os.Chown(init, 65534, 65534); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := checkInitBinary(self, init); err == nil || !strings.Contains(err.Error(), "owned by uid 65534") {
+		if _, err := checkSibling(self, init); err == nil || !strings.Contains(err.Error(), "owned by uid 65534") {
 			t.Errorf("another owner: %v, want a refusal", err)
 		}
 	}
