@@ -74,6 +74,9 @@ type Daemon struct {
 	mu       sync.Mutex
 	jails    map[string]*entry // by instance
 	declared []*DeclaredStatus
+	// smallReplies warns once that replies over the default socket buffer
+	// cannot be sent (no CAP_NET_ADMIN for SO_SNDBUFFORCE).
+	smallReplies sync.Once
 }
 
 // New checks the configuration; Run does the work.

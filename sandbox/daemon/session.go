@@ -37,6 +37,11 @@ func (d *Daemon) serve(ctx context.Context, uc *net.UnixConn) {
 		return
 	}
 	s.peer = peer
+	if err := s.c.AllowLargeMessages(); err != nil {
+		d.smallReplies.Do(func() {
+			d.log.Warn("replies larger than the default socket buffer (a status of several hundred jails) cannot be sent", "err", err)
+		})
+	}
 	// The daemon's own children are the declared servers' runs.
 	if ok, why := d.authorizer().allowed(peer); !ok && !isChildOfDaemon(peer) {
 		d.log.Warn("refused connection", "uid", peer.UID, "pid", peer.PID, "reason", why)

@@ -150,6 +150,30 @@ type Conn struct {
 // NewConn wraps an accepted or dialled SOCK_SEQPACKET connection.
 func NewConn(c *net.UnixConn) *Conn { return &Conn{c: c} }
 
+// AllowLargeMessages raises the connection's send buffer so that a message
+// of up to maxMessage bytes can be sent: a SOCK_SEQPACKET message must fit
+// the sender's buffer whole, and the default (net.core.wmem_default, 208
+// KiB on most hosts) is below it. SO_SNDBUFFORCE needs CAP_NET_ADMIN,
+// which the daemon has; its replies (a status of many jails) are the
+// messages that grow.
+func (c *Conn) AllowLargeMessages() error {
+	rc, err := c.c.SyscallConn()
+	if err != nil {
+		return fmt.Errorf("send buffer: %w", err)
+	}
+	var serr error
+	if err := rc.Control(func(fd uintptr) {
+		// The kernel doubles the value for its bookkeeping.
+		serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, maxMessage+64<<10)
+	}); err != nil {
+		return fmt.Errorf("send buffer: %w", err)
+	}
+	if serr != nil {
+		return fmt.Errorf("send buffer of %d bytes (SO_SNDBUFFORCE): %w", maxMessage, serr)
+	}
+	return nil
+}
+
 // Send writes v as one message, with fds attached when given.
 func (c *Conn) Send(v any, fds ...int) error {
 	b, err := json.Marshal(v)
