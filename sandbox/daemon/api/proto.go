@@ -144,7 +144,7 @@ const DefaultSocket = "/run/mcpjail/mcpjail.sock"
 // Conn is one SOCK_SEQPACKET connection.
 type Conn struct {
 	c   *net.UnixConn
-	buf []byte // the largest message so far, reused by recv
+	buf []byte // the largest message so far, reused by Recv
 }
 
 // NewConn wraps an accepted or dialled SOCK_SEQPACKET connection.
