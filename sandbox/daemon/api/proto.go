@@ -242,7 +242,7 @@ func (c *Conn) Recv(v any) ([]*os.File, error) {
 
 // nextSize waits for the next message and returns its length without
 // reading it: with MSG_TRUNC a SOCK_SEQPACKET read returns the whole
-// message's length, so recv sizes its buffer to the message instead of
+// message's length, so Recv sizes its buffer to the message instead of
 // keeping maxMessage bytes per connection (for the daemon, a megabyte of
 // garbage per run). The peek installs none of the message's descriptors.
 // 0 means the peer closed.
