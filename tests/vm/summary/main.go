@@ -95,7 +95,12 @@ type event struct {
 type counts struct {
 	passed, failed, skipped []string
 	reasons                 map[string][]string // output of each skipped test
+	failures                map[string][]string // output of each failed test
 }
+
+// failureLines bounds what is printed of one failed test's output: the
+// summary is the tail of a CI log, which is often all a reader gets.
+const failureLines = 40
 
 func (s *section) count(ctx context.Context) (*counts, error) {
 	cmd := exec.CommandContext(ctx, "go", "tool", "test2json", "-p", s.name)
@@ -106,7 +111,7 @@ func (s *section) count(ctx context.Context) (*counts, error) {
 	if err != nil {
 		return nil, fmt.Errorf("go tool test2json for %s: %w\n%s", s.name, err, stderr.String())
 	}
-	c := &counts{reasons: map[string][]string{}}
+	c := &counts{reasons: map[string][]string{}, failures: map[string][]string{}}
 	output := map[string][]string{}
 	dec := json.NewDecoder(bytes.NewReader(out))
 	for {
@@ -121,16 +126,22 @@ func (s *section) count(ctx context.Context) (*counts, error) {
 		}
 		switch e.Action {
 		case "output":
-			if line := strings.TrimSpace(e.Output); line != "" && !strings.HasPrefix(line, "=== ") && !strings.HasPrefix(line, "--- ") {
+			// Kept as printed (indentation included): a failure's
+			// continuation lines are indented.
+			if line := strings.TrimRight(e.Output, "\n"); strings.TrimSpace(line) != "" &&
+				!strings.HasPrefix(line, "=== ") && !strings.HasPrefix(strings.TrimSpace(line), "--- ") {
 				output[e.Test] = append(output[e.Test], line)
 			}
 		case "pass":
 			c.passed = append(c.passed, e.Test)
 		case "fail":
 			c.failed = append(c.failed, e.Test)
+			c.failures[e.Test] = output[e.Test]
 		case "skip":
 			c.skipped = append(c.skipped, e.Test)
-			c.reasons[e.Test] = output[e.Test]
+			for _, line := range output[e.Test] {
+				c.reasons[e.Test] = append(c.reasons[e.Test], strings.TrimSpace(line))
+			}
 		}
 	}
 	return c, nil
@@ -158,6 +169,14 @@ func summarize(r io.Reader, w io.Writer, kernel, excluded string) (bool, error) 
 		}
 		for _, name := range c.failed {
 			fmt.Fprintf(w, "test-vm:   FAILED %s\n", name)
+			lines := c.failures[name]
+			if len(lines) > failureLines {
+				fmt.Fprintf(w, "test-vm:     (%d earlier lines are in the console log)\n", len(lines)-failureLines)
+				lines = lines[len(lines)-failureLines:]
+			}
+			for _, line := range lines {
+				fmt.Fprintf(w, "test-vm:     %s\n", line)
+			}
 		}
 		if s.exit != "0" || len(c.failed) > 0 || run == 0 {
 			ok = false
