@@ -16,7 +16,7 @@ import (
 	"github.com/mcpjail/mcpjail/profiles"
 	"github.com/mcpjail/mcpjail/sandbox/cgroup"
 	"github.com/mcpjail/mcpjail/sandbox/confine"
-	"github.com/mcpjail/mcpjail/sandbox/features"
+	"github.com/mcpjail/mcpjail/sandbox/features/confinement"
 
 	"github.com/landlock-lsm/go-landlock/landlock"
 )
@@ -216,7 +216,7 @@ func confinedPolicy(read, exec []string, tcpPorts ...uint16) *profiles.Policy {
 // (ABI 4), which the confined helpers rely on to be refused anything.
 func requireLandlock(t *testing.T) {
 	t.Helper()
-	if info := features.ProbeLandlock(); info.UsableABI < 4 {
+	if info := confinement.ProbeLandlock(); info.UsableABI < 4 {
 		skipOrFail(t, fmt.Sprintf("Landlock ABI %d: the test needs ABI 4 (TCP rules)", info.UsableABI))
 	}
 }

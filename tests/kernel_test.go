@@ -12,6 +12,7 @@ import (
 
 	"github.com/mcpjail/mcpjail/sandbox/audit"
 	"github.com/mcpjail/mcpjail/sandbox/features"
+	"github.com/mcpjail/mcpjail/sandbox/features/confinement"
 	"github.com/mcpjail/mcpjail/tests/internal/e2e"
 )
 
@@ -41,7 +42,7 @@ func expectHost() bool { return os.Getenv("MCPJAIL_EXPECT_HOST") == "1" }
 func kernelGaps(r features.Report) []string {
 	var gaps []string
 	switch abi := r.Landlock.UsableABI; {
-	case r.Landlock.Status != features.LandlockEnabled:
+	case r.Landlock.Status != confinement.LandlockEnabled:
 		gaps = append(gaps, gapLandlock)
 	default:
 		if abi < 3 {
@@ -196,7 +197,7 @@ func TestDoctorReportsTheKernelsGaps(t *testing.T) {
 		t.Errorf("doctor's landlock line does not say %q", l.Describe())
 	}
 	switch {
-	case l.Status == features.LandlockEnabled && l.UsableABI < 4:
+	case l.Status == confinement.LandlockEnabled && l.UsableABI < 4:
 		want := fmt.Sprintf("landlock TCP bind/connect rules (ABI 4, kernel has ABI %d)", l.UsableABI)
 		if code != 1 || !strings.Contains(verdict, "missing") || !strings.Contains(verdict, want) {
 			t.Errorf("exit %d, verdict %q: want 1 and a verdict naming %q", code, verdict, want)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/mcpjail/mcpjail/sandbox/audit"
 	"github.com/mcpjail/mcpjail/sandbox/features"
+	"github.com/mcpjail/mcpjail/sandbox/features/confinement"
 )
 
 // The BPF-LSM deny layer (bpf/lsm.bpf.c) runs where the kernel runs BPF LSM
@@ -176,7 +177,7 @@ func TestLSMRefusesConnect(t *testing.T) {
 	expectAllowed(t, h.attempt(t, "tcp_connect", map[string]any{"addr": allowed.Addr().String()}))
 	want, errno := audit.LayerBPF, "EPERM"
 	switch {
-	case suite.kernel.Landlock.Status == features.LandlockEnabled && suite.kernel.Landlock.UsableABI >= 4:
+	case suite.kernel.Landlock.Status == confinement.LandlockEnabled && suite.kernel.Landlock.UsableABI >= 4:
 		want, errno = audit.LayerLandlock, "EACCES"
 	case lsmActive():
 		want = audit.LayerBPFLSM

@@ -9,6 +9,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/mcpjail/mcpjail/sandbox/features"
+	"github.com/mcpjail/mcpjail/sandbox/features/confinement"
 )
 
 func doctorCommand() *cli.Command {
@@ -106,7 +107,7 @@ func writeDoctorText(w io.Writer, r features.Report) {
 	}
 }
 
-func describePrivileges(p features.Privileges) string {
+func describePrivileges(p confinement.Privileges) string {
 	s := "no"
 	if p.Root {
 		s = "yes"
@@ -116,7 +117,7 @@ func describePrivileges(p features.Privileges) string {
 		return s + "; capabilities unknown: " + p.Error + ")"
 	}
 	var have, lack []string
-	for _, name := range features.CapabilityNames() {
+	for _, name := range confinement.CapabilityNames() {
 		if p.Capabilities[name] {
 			have = append(have, name)
 		} else {
@@ -132,8 +133,8 @@ func describePrivileges(p features.Privileges) string {
 	return s + ")"
 }
 
-func describeLandlock(l features.LandlockInfo) string {
-	if l.Status != features.LandlockEnabled {
+func describeLandlock(l confinement.LandlockInfo) string {
+	if l.Status != confinement.LandlockEnabled {
 		return l.Describe()
 	}
 	parts := []string{"fs: " + strings.Join(l.FS, " ")}

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/mcpjail/mcpjail/sandbox/features"
+	"github.com/mcpjail/mcpjail/sandbox/features/confinement"
 )
 
 // doctorHostReport resembles this project's machine (see DESIGN.md).
@@ -21,12 +22,12 @@ func doctorHostReport(t *testing.T) features.Report {
 		t.Fatal(err)
 	}
 	cg.LibraryMode = features.CgroupHybrid
-	fs, net, scopes, _ := features.LandlockRights(7)
+	fs, net, scopes, _ := confinement.LandlockRights(7)
 	r := features.Report{
 		Kernel: "6.18.44",
-		Privileges: features.Privileges{Root: true, Capabilities: features.CapabilitiesFromMask(0x1fffeffffff),
+		Privileges: confinement.Privileges{Root: true, Capabilities: confinement.CapabilitiesFromMask(0x1fffeffffff),
 			CapEff: "000001fffeffffff"},
-		Landlock: features.LandlockInfo{Status: features.LandlockEnabled, ABI: 7, UsableABI: 7,
+		Landlock: confinement.LandlockInfo{Status: confinement.LandlockEnabled, ABI: 7, UsableABI: 7,
 			FS: fs, Net: net, Scopes: scopes},
 		Cgroup:   cg,
 		BTF:      true,
@@ -69,8 +70,8 @@ func TestDoctorDefaultNeeds(t *testing.T) {
 		t.Fatalf("host-like report misses %v", missing)
 	}
 	// A Debian 6.1-like kernel: Landlock ABI 2, no connect_unix hook.
-	fs, _, _, _ := features.LandlockRights(2)
-	r.Landlock = features.LandlockInfo{Status: features.LandlockEnabled, ABI: 2, UsableABI: 2, FS: fs}
+	fs, _, _, _ := confinement.LandlockRights(2)
+	r.Landlock = confinement.LandlockInfo{Status: confinement.LandlockEnabled, ABI: 2, UsableABI: 2, FS: fs}
 	i := slices.IndexFunc(r.BPF, func(p features.ProbeResult) bool { return p.Name == features.ProbeConnectUnix })
 	r.BPF[i] = features.ProbeResult{Name: features.ProbeConnectUnix, Stage: features.StageLoad, Error: "invalid argument"}
 	want := []string{

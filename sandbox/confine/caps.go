@@ -8,7 +8,7 @@ import (
 	"golang.org/x/sys/unix"
 	"kernel.org/pub/linux/libs/security/libcap/psx"
 
-	"github.com/mcpjail/mcpjail/sandbox/features"
+	"github.com/mcpjail/mcpjail/sandbox/features/confinement"
 )
 
 // Capabilities and no_new_privs are per thread in Linux. A Go process has
@@ -100,7 +100,7 @@ func setNoNewPrivs() error {
 // execve), that the steps above took effect: fail closed rather than trust
 // return codes alone.
 func verifyNoPrivileges(lastCap int, boundingDropped bool) error {
-	sets, err := features.ThreadCapabilities()
+	sets, err := confinement.ThreadCapabilities()
 	if err != nil {
 		return err
 	}

@@ -5,7 +5,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/mcpjail/mcpjail/sandbox/features"
+	"github.com/mcpjail/mcpjail/sandbox/features/confinement"
 )
 
 // kernelFacts is what the plan depends on, measured once by detectKernel.
@@ -13,7 +13,7 @@ type kernelFacts struct {
 	landlockABI int  // 0: no Landlock
 	seccomp     bool // seccomp filters are available
 	// seccompListener: the filter can hand its refusals to a supervisor
-	// (features.SeccompListener); seccompListenerWhy says why not.
+	// (confinement.SeccompListener); seccompListenerWhy says why not.
 	seccompListener    bool
 	seccompListenerWhy string
 	lastCap            int  // highest capability number this kernel knows
@@ -26,21 +26,21 @@ type kernelFacts struct {
 func detectKernel() (kernelFacts, error) {
 	var k kernelFacts
 	var err error
-	if k.landlockABI, err = plannedLandlockABI(features.ProbeLandlock()); err != nil {
+	if k.landlockABI, err = plannedLandlockABI(confinement.ProbeLandlock()); err != nil {
 		return k, err
 	}
-	if k.seccomp, err = features.SeccompAvailable(); err != nil {
+	if k.seccomp, err = confinement.SeccompAvailable(); err != nil {
 		return k, err
 	}
 	if k.seccomp {
-		if k.seccompListener, k.seccompListenerWhy, err = features.SeccompListener(); err != nil {
+		if k.seccompListener, k.seccompListenerWhy, err = confinement.SeccompListener(); err != nil {
 			return k, err
 		}
 	}
-	if k.lastCap, err = features.LastCap(); err != nil {
+	if k.lastCap, err = confinement.LastCap(); err != nil {
 		return k, err
 	}
-	eff, err := features.EffectiveCaps()
+	eff, err := confinement.EffectiveCaps()
 	if err != nil {
 		return k, err
 	}
@@ -53,11 +53,11 @@ func detectKernel() (kernelFacts, error) {
 // to 5 without the signal scoping erratum fix, as go-landlock does, and
 // capped at what go-landlock knows), 0 when the kernel has no Landlock or
 // disabled it at boot. A failed query is an error, not "no Landlock".
-func plannedLandlockABI(info features.LandlockInfo) (int, error) {
+func plannedLandlockABI(info confinement.LandlockInfo) (int, error) {
 	switch info.Status {
-	case features.LandlockEnabled:
+	case confinement.LandlockEnabled:
 		return info.UsableABI, nil
-	case features.LandlockAbsent, features.LandlockDisabled:
+	case confinement.LandlockAbsent, confinement.LandlockDisabled:
 		return 0, nil
 	default:
 		return 0, fmt.Errorf("landlock ABI version: %s", info.Error)

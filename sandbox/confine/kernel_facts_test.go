@@ -4,23 +4,23 @@ import (
 	"os"
 	"testing"
 
-	"github.com/mcpjail/mcpjail/sandbox/features"
+	"github.com/mcpjail/mcpjail/sandbox/features/confinement"
 )
 
 func TestPlannedLandlockABI(t *testing.T) {
 	for _, tc := range []struct {
-		info    features.LandlockInfo
+		info    confinement.LandlockInfo
 		want    int
 		wantErr bool
 	}{
-		{features.LandlockInfo{Status: features.LandlockEnabled, ABI: 7, UsableABI: 7}, 7, false},
+		{confinement.LandlockInfo{Status: confinement.LandlockEnabled, ABI: 7, UsableABI: 7}, 7, false},
 		// The probe's downgrade (signal scoping erratum unfixed) is what counts.
-		{features.LandlockInfo{Status: features.LandlockEnabled, ABI: 6, UsableABI: 5}, 5, false},
-		{features.LandlockInfo{Status: features.LandlockAbsent, Error: "function not implemented"}, 0, false},
-		{features.LandlockInfo{Status: features.LandlockDisabled, Error: "operation not supported"}, 0, false},
+		{confinement.LandlockInfo{Status: confinement.LandlockEnabled, ABI: 6, UsableABI: 5}, 5, false},
+		{confinement.LandlockInfo{Status: confinement.LandlockAbsent, Error: "function not implemented"}, 0, false},
+		{confinement.LandlockInfo{Status: confinement.LandlockDisabled, Error: "operation not supported"}, 0, false},
 		// An unexplained failure must not pass for "no Landlock".
-		{features.LandlockInfo{Status: features.LandlockUnknown, Error: "bad address"}, 0, true},
-		{features.LandlockInfo{}, 0, true},
+		{confinement.LandlockInfo{Status: confinement.LandlockUnknown, Error: "bad address"}, 0, true},
+		{confinement.LandlockInfo{}, 0, true},
 	} {
 		got, err := plannedLandlockABI(tc.info)
 		if (err != nil) != tc.wantErr || got != tc.want {
@@ -30,10 +30,10 @@ func TestPlannedLandlockABI(t *testing.T) {
 }
 
 // TestABIConfigsMatchFeatures: the probe caps the usable ABI at
-// features.LandlockKnownABI, and buildPlan refuses any ABI abiConfigs lacks.
+// confinement.LandlockKnownABI, and buildPlan refuses any ABI abiConfigs lacks.
 func TestABIConfigsMatchFeatures(t *testing.T) {
-	if newest := len(abiConfigs) - 1; newest != features.LandlockKnownABI {
-		t.Fatalf("abiConfigs ends at ABI %d, features.LandlockKnownABI is %d", newest, features.LandlockKnownABI)
+	if newest := len(abiConfigs) - 1; newest != confinement.LandlockKnownABI {
+		t.Fatalf("abiConfigs ends at ABI %d, confinement.LandlockKnownABI is %d", newest, confinement.LandlockKnownABI)
 	}
 }
 

@@ -12,7 +12,7 @@ import (
 	"testing"
 
 	"github.com/mcpjail/mcpjail/profiles"
-	"github.com/mcpjail/mcpjail/sandbox/features"
+	"github.com/mcpjail/mcpjail/sandbox/features/confinement"
 )
 
 // missingPrerequisite skips, or fails under CI=true, where a missing
@@ -34,7 +34,7 @@ func requireRoot(t *testing.T) {
 
 func requireLandlock(t *testing.T, abi int) {
 	t.Helper()
-	got, err := plannedLandlockABI(features.ProbeLandlock())
+	got, err := plannedLandlockABI(confinement.ProbeLandlock())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,8 +1,10 @@
 // Package features probes what the running kernel offers the jail: Landlock,
 // cgroups, BPF program and attach types, pseudo filesystems, lockdown, BTF and
-// the caller's privileges. Every kernel feature probe of mcpjail lives here, so
-// that `mcpjail doctor`, the launcher (which fails closed when a layer a
-// profile needs is missing) and the eBPF layer agree on the answers.
+// the caller's privileges. Every kernel feature probe of mcpjail lives here or
+// in the subpackage confinement (Landlock, seccomp, capabilities: what the
+// init step needs, without this package's eBPF and cgroup libraries), so that
+// `mcpjail doctor`, the launcher (which fails closed when a layer a profile
+// needs is missing) and the eBPF layer agree on the answers.
 //
 // Probing only looks, with one bounded exception: the BPF attach probes create
 // a temporary empty cgroup and remove it, and detach everything they attach.
@@ -16,6 +18,7 @@ import (
 	"os"
 	"slices"
 
+	"github.com/mcpjail/mcpjail/sandbox/features/confinement"
 	"golang.org/x/sys/unix"
 )
 
@@ -25,10 +28,10 @@ const VmlinuxBTFPath = "/sys/kernel/btf/vmlinux"
 // Report is everything Probe learned about this kernel.
 type Report struct {
 	// Kernel is the release string from uname(2).
-	Kernel     string       `json:"kernel"`
-	Privileges Privileges   `json:"privileges"`
-	Landlock   LandlockInfo `json:"landlock"`
-	Cgroup     CgroupInfo   `json:"cgroup"`
+	Kernel     string                   `json:"kernel"`
+	Privileges confinement.Privileges   `json:"privileges"`
+	Landlock   confinement.LandlockInfo `json:"landlock"`
+	Cgroup     CgroupInfo               `json:"cgroup"`
 	// CgroupError is set when the cgroup state could not be read in full.
 	CgroupError string       `json:"cgroup_error,omitempty"`
 	PseudoFS    PseudoFS     `json:"pseudo_fs"`
@@ -50,8 +53,8 @@ func Probe(ctx context.Context) Report {
 	if err := unix.Uname(&uts); err == nil {
 		r.Kernel = unix.ByteSliceToString(uts.Release[:])
 	}
-	r.Privileges = ProbePrivileges()
-	r.Landlock = ProbeLandlock()
+	r.Privileges = confinement.ProbePrivileges()
+	r.Landlock = confinement.ProbeLandlock()
 	cg, err := ProbeCgroup()
 	r.Cgroup = cg
 	if err != nil {
@@ -143,7 +146,7 @@ func (r Report) Missing(n Needs) []string {
 
 func (r Report) missingLandlock(n Needs) []string {
 	l := r.Landlock
-	if l.Status != LandlockEnabled {
+	if l.Status != confinement.LandlockEnabled {
 		return []string{"landlock (" + l.Describe() + ")"}
 	}
 	var missing []string

@@ -5,6 +5,7 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/mcpjail/mcpjail/sandbox/features/confinement"
 	"golang.org/x/sys/unix"
 )
 
@@ -16,7 +17,7 @@ func hostLikeReport(t *testing.T) Report {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := Report{Landlock: landlockInfoFrom(7, landlockErrataSignalScope, 0), Cgroup: cg}
+	r := Report{Landlock: confinement.LandlockInfoFrom(7, confinement.LandlockErrataSignalScope, 0), Cgroup: cg}
 	for _, name := range EnforcementProbes() {
 		r.BPF = append(r.BPF, ProbeResult{Name: name, OK: true})
 	}
@@ -37,17 +38,17 @@ func TestMissing(t *testing.T) {
 		{name: "nothing needed", edit: func(r *Report) { *r = Report{} }},
 		{
 			name: "landlock absent", needs: full,
-			edit: func(r *Report) { r.Landlock = landlockInfoFrom(0, 0, unix.ENOSYS) },
+			edit: func(r *Report) { r.Landlock = confinement.LandlockInfoFrom(0, 0, unix.ENOSYS) },
 			want: []string{"landlock (not enabled in this kernel)"},
 		},
 		{
 			name: "old landlock", needs: full,
-			edit: func(r *Report) { r.Landlock = landlockInfoFrom(2, 0, 0) },
+			edit: func(r *Report) { r.Landlock = confinement.LandlockInfoFrom(2, 0, 0) },
 			want: []string{"landlock ABI 6 (kernel has ABI 2)", "landlock TCP bind/connect rules (ABI 4, kernel has ABI 2)"},
 		},
 		{
 			name: "signal erratum unfixed", needs: full,
-			edit: func(r *Report) { r.Landlock = landlockInfoFrom(6, 0, 0) },
+			edit: func(r *Report) { r.Landlock = confinement.LandlockInfoFrom(6, 0, 0) },
 			want: []string{"landlock ABI 6 (kernel has ABI 6, usable as 5 (signal scoping erratum not fixed))"},
 		},
 		{

@@ -12,7 +12,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/mcpjail/mcpjail/sandbox/features"
+	"github.com/mcpjail/mcpjail/sandbox/features/confinement"
 )
 
 var helperRules = map[int]Rule{unix.SYS_BPF: {Name: "bpf", Errno: unix.EPERM, Reason: "test"}}
@@ -36,23 +36,23 @@ func (c *collect) all() []Refusal {
 }
 
 func TestStructSizesMatchTheKernel(t *testing.T) {
-	if got := unsafe.Sizeof(notif{}); got != features.SeccompNotifSize {
-		t.Errorf("notif is %d bytes, struct seccomp_notif %d", got, features.SeccompNotifSize)
+	if got := unsafe.Sizeof(notif{}); got != confinement.SeccompNotifSize {
+		t.Errorf("notif is %d bytes, struct seccomp_notif %d", got, confinement.SeccompNotifSize)
 	}
-	if got := unsafe.Sizeof(notifResp{}); got != features.SeccompNotifRespSize {
-		t.Errorf("notifResp is %d bytes, struct seccomp_notif_resp %d", got, features.SeccompNotifRespSize)
+	if got := unsafe.Sizeof(notifResp{}); got != confinement.SeccompNotifRespSize {
+		t.Errorf("notifResp is %d bytes, struct seccomp_notif_resp %d", got, confinement.SeccompNotifRespSize)
 	}
-	if got := unsafe.Sizeof(seccompData{}); got != features.SeccompDataSize {
-		t.Errorf("seccompData is %d bytes, struct seccomp_data %d", got, features.SeccompDataSize)
+	if got := unsafe.Sizeof(seccompData{}); got != confinement.SeccompDataSize {
+		t.Errorf("seccompData is %d bytes, struct seccomp_data %d", got, confinement.SeccompDataSize)
 	}
 	// The ioctl numbers encode the sizes (bits 16..29).
-	if got := (unix.SECCOMP_IOCTL_NOTIF_RECV >> 16) & 0x3fff; got != features.SeccompNotifSize {
+	if got := (unix.SECCOMP_IOCTL_NOTIF_RECV >> 16) & 0x3fff; got != confinement.SeccompNotifSize {
 		t.Errorf("SECCOMP_IOCTL_NOTIF_RECV encodes %d bytes", got)
 	}
-	if got := (unix.SECCOMP_IOCTL_NOTIF_SEND >> 16) & 0x3fff; got != features.SeccompNotifRespSize {
+	if got := (unix.SECCOMP_IOCTL_NOTIF_SEND >> 16) & 0x3fff; got != confinement.SeccompNotifRespSize {
 		t.Errorf("SECCOMP_IOCTL_NOTIF_SEND encodes %d bytes", got)
 	}
-	ok, why, err := features.SeccompListener()
+	ok, why, err := confinement.SeccompListener()
 	if err != nil || (!ok && os.Getenv("CI") == "true") {
 		t.Fatalf("this kernel: listener %v (%s), %v", ok, why, err)
 	}

@@ -1,4 +1,4 @@
-package features
+package confinement
 
 import (
 	"errors"
@@ -25,9 +25,9 @@ const (
 // newest that go-landlock (which the jail uses) knows.
 const LandlockKnownABI = 11
 
-// landlockErrataSignalScope is errata bit 2, the fix for signal scoping across
+// LandlockErrataSignalScope is errata bit 2, the fix for signal scoping across
 // threads. Without it go-landlock, and so the jail, uses ABI 6+ kernels as 5.
-const landlockErrataSignalScope = 0x2
+const LandlockErrataSignalScope = 0x2
 
 // LandlockInfo is what the kernel's Landlock offers.
 type LandlockInfo struct {
@@ -103,12 +103,12 @@ func ProbeLandlock() LandlockInfo {
 			errata = uint64(e)
 		}
 	}
-	return landlockInfoFrom(int(abi), errata, errno)
+	return LandlockInfoFrom(int(abi), errata, errno)
 }
 
 // usableLandlockABI applies go-landlock's downgrade rules to the kernel's ABI.
 func usableLandlockABI(abi int, errata uint64) int {
-	if abi >= 6 && errata&landlockErrataSignalScope == 0 {
+	if abi >= 6 && errata&LandlockErrataSignalScope == 0 {
 		abi = 5
 	}
 	return min(abi, LandlockKnownABI)
@@ -129,9 +129,9 @@ func landlockQuery(flag uintptr) (uintptr, unix.Errno) {
 	return r, errno
 }
 
-// landlockInfoFrom interprets the version query's result: ENOSYS means no
+// LandlockInfoFrom interprets the version query's result: ENOSYS means no
 // Landlock in the kernel, EOPNOTSUPP means built in but disabled at boot.
-func landlockInfoFrom(abi int, errata uint64, errno unix.Errno) LandlockInfo {
+func LandlockInfoFrom(abi int, errata uint64, errno unix.Errno) LandlockInfo {
 	switch {
 	case errno == 0 && abi > 0:
 		usable := usableLandlockABI(abi, errata)

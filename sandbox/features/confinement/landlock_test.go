@@ -1,4 +1,4 @@
-package features
+package confinement
 
 import (
 	"slices"
@@ -43,7 +43,7 @@ func TestLandlockRightsPerABI(t *testing.T) {
 }
 
 func TestLandlockInfoFrom(t *testing.T) {
-	const fixed = landlockErrataSignalScope
+	const fixed = LandlockErrataSignalScope
 	for _, tc := range []struct {
 		name     string
 		abi      int
@@ -62,7 +62,7 @@ func TestLandlockInfoFrom(t *testing.T) {
 		{"other error", 0, 0, unix.EFAULT, LandlockUnknown, 0, "unknown (bad address)"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			info := landlockInfoFrom(tc.abi, tc.errata, tc.errno)
+			info := LandlockInfoFrom(tc.abi, tc.errata, tc.errno)
 			if info.Status != tc.status || info.UsableABI != tc.usable || info.Describe() != tc.describe {
 				t.Fatalf("got status %s usable %d %q, want %s %d %q",
 					info.Status, info.UsableABI, info.Describe(), tc.status, tc.usable, tc.describe)

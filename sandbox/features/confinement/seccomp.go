@@ -1,4 +1,4 @@
-package features
+package confinement
 
 import (
 	"errors"
