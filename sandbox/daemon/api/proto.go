@@ -187,7 +187,12 @@ func (c *Conn) Send(v any, fds ...int) error {
 	if len(fds) > 0 {
 		oob = unix.UnixRights(fds...)
 	}
-	if _, _, err := c.c.WriteMsgUnix(b, oob, nil); err != nil {
+	_, _, err = c.c.WriteMsgUnix(b, oob, nil)
+	if errors.Is(err, unix.EMSGSIZE) {
+		// A SOCK_SEQPACKET message must fit the sender's buffer whole.
+		return fmt.Errorf("send message of %d bytes: larger than this socket's send buffer (net.core.wmem_default; only the daemon raises its own): %w", len(b), err)
+	}
+	if err != nil {
 		return fmt.Errorf("send message: %w", err)
 	}
 	return nil

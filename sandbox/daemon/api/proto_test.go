@@ -61,8 +61,13 @@ func TestLargeMessagesNeedTheBiggerBuffer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := a.Send(big); err == nil || !errors.Is(err, unix.EMSGSIZE) {
+	err = a.Send(big)
+	if err == nil || !errors.Is(err, unix.EMSGSIZE) {
 		t.Fatalf("a %d-byte message with a 208 KiB buffer: %v, want EMSGSIZE", len(big.S), err)
+	}
+	// What a user sees when, say, their own profile is too large to send.
+	if !strings.Contains(err.Error(), "larger than this socket's send buffer") {
+		t.Errorf("error %q does not say why", err)
 	}
 	bigBuffer(t, a)
 	if err := a.Send(big); err != nil {
