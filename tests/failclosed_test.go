@@ -233,11 +233,17 @@ func TestInitStepByHandChangesNothing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, args := range [][]string{{"supervise"}, {}} {
-		out, err := exec.CommandContext(withTimeout(t, time.Minute), initStep, args...).CombinedOutput()
+	for _, tc := range []struct {
+		args []string
+		says string
+	}{
+		{[]string{"supervise"}, "runs only as PID 1"},
+		{nil, "not by hand"},
+	} {
+		out, err := exec.CommandContext(withTimeout(t, time.Minute), initStep, tc.args...).CombinedOutput()
 		code, err := e2e.ExitCode(err)
-		if err != nil || code != 125 {
-			t.Errorf("mcpjail-init %v by hand: exit %d (%v), want 125\n%s", args, code, err, out)
+		if err != nil || code != 125 || !strings.Contains(string(out), tc.says) {
+			t.Errorf("mcpjail-init %v by hand: exit %d (%v), want 125 and a message that says %q\n%s", tc.args, code, err, tc.says, out)
 		}
 	}
 	after, err := os.ReadFile("/proc/self/mountinfo")

@@ -50,6 +50,12 @@ func initMain() (int, error) {
 // readOwnSpec reads the spec the launcher writes once this process is
 // inside the jail's cgroups.
 func readOwnSpec() (*Spec, error) {
+	// The launcher's pipe, or someone ran this by hand: say so rather than
+	// fail to decode whatever descriptor 3 happens to be.
+	var st unix.Stat_t
+	if err := unix.Fstat(SpecFD, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFIFO {
+		return nil, fmt.Errorf("init: no spec pipe on descriptor %d: %s is started by `mcpjail run`, not by hand", SpecFD, BinaryName)
+	}
 	f := os.NewFile(SpecFD, "init-spec")
 	defer f.Close()
 	spec, err := readSpec(f)
