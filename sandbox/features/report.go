@@ -18,8 +18,9 @@ import (
 	"os"
 	"slices"
 
-	"github.com/mcpjail/mcpjail/sandbox/features/confinement"
 	"golang.org/x/sys/unix"
+
+	"github.com/mcpjail/mcpjail/sandbox/features/confinement"
 )
 
 // VmlinuxBTFPath is where the kernel exposes its own BTF.
