@@ -193,15 +193,14 @@ func TestPidsLimitStopsForks(t *testing.T) {
 	if err := g.Add(p.cmd.Process.Pid); err != nil {
 		t.Fatalf("Add: %v", err)
 	}
+	if hits, err := g.PidsLimitHits(); err != nil || hits != 0 {
+		t.Fatalf("PidsLimitHits before any fork = %d, %v; want 0", hits, err)
+	}
 	p.open(t)
 	if ws := p.wait(t); ws.ExitStatus() == 0 {
 		t.Fatalf("shell forked 32 children under pids.max=%d and exited %v", limit, ws)
 	}
-	dir := g.v1[ctrlPids]
-	if dir == "" {
-		dir = g.v2
-	}
-	refused, err := readKeyed(filepath.Join(dir, "pids.events"), "max")
+	refused, err := g.PidsLimitHits()
 	if err != nil || refused == 0 {
 		t.Fatalf("pids.events max = %d, %v; want forks refused", refused, err)
 	}
