@@ -25,6 +25,7 @@ type initProcess struct {
 	lifeW     *os.File       // the lifeline: init sees EOF when this process dies
 	seccomp   *os.File       // where init sends the seccomp listener
 	child     *os.File       // where PID 1 sends PID 2's pidfd (supervise only)
+	started   *os.File       // read end of initstep.StartedFD: a byte once the server is exec'd
 	pidfd     int            // -1 unless a daemon must identify the child
 	supervise bool           // init is PID 1 of a new PID namespace
 	sigs      chan os.Signal // relayed signals, from the supervision on
@@ -91,19 +92,26 @@ func (p *prepared) spawnInit(root bool, grp *cgroup.Group) (_ *initProcess, err 
 		return nil, err
 	}
 	theirs, s.seccomp = append(theirs, seccompInit), seccompConn
+	startedR, startedW, err := os.Pipe()
+	if err != nil {
+		return nil, fmt.Errorf("started pipe: %w", err)
+	}
+	theirs, s.started = append(theirs, startedW), startedR
 	cmd := exec.Command(initPath)
 	cmd.Args[0] = initstep.BinaryName
+	// initstep.SpecFD, LifelineFD, NotifyFD, ChildFD (PID 1's; nil: closed),
+	// StartedFD.
+	cmd.ExtraFiles = []*os.File{specR, lifeR, seccompInit, nil, startedW}
 	if s.supervise {
 		childConn, childInit, err := childChannel()
 		if err != nil {
 			return nil, err
 		}
 		theirs, s.child = append(theirs, childInit), childConn
+		cmd.ExtraFiles[initstep.ChildFD-initstep.SpecFD] = childInit
 		cmd.Args = append(cmd.Args, initstep.SuperviseArg)
 	}
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
-	// initstep.SpecFD, LifelineFD, NotifyFD and, for PID 1, ChildFD.
-	cmd.ExtraFiles = theirs
 	cmd.Env = []string{} // nothing of mcpjail's environment reaches init
 	s.cmd = cmd
 	attr := &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
@@ -174,7 +182,7 @@ func (s *initProcess) end() {
 
 // closeFiles closes the launcher's ends of the init step's descriptors.
 func (s *initProcess) closeFiles() {
-	for _, f := range []**os.File{&s.specW, &s.lifeW, &s.seccomp, &s.child} {
+	for _, f := range []**os.File{&s.specW, &s.lifeW, &s.seccomp, &s.child, &s.started} {
 		if *f != nil {
 			(*f).Close()
 			*f = nil
@@ -226,6 +234,19 @@ func (p *prepared) superviseInit(ctx context.Context, s *initProcess, grp *cgrou
 		s.abort()
 		return 0, p.refuse(err)
 	}
+	// died is fail for an init step that stopped answering: most likely it
+	// ended, and how it ended is the reason to report.
+	died := func(err error) (int, error) {
+		s.abort()
+		if s.cmd.ProcessState == nil {
+			return 0, p.refuse(err)
+		}
+		code, werr := exitCode(s.cmd, nil)
+		if werr != nil {
+			return 0, p.refuse(err)
+		}
+		return 0, p.refuse(fmt.Errorf("%w; %w", p.initFailure(code, grp), err))
+	}
 	// Until here a signal ends mcpjail, and with it init (its parent-death
 	// signal); from here it is relayed to the server.
 	s.sigs = make(chan os.Signal, 8)
@@ -239,7 +260,7 @@ func (p *prepared) superviseInit(ctx context.Context, s *initProcess, grp *cgrou
 		s.child.Close()
 		s.child = nil
 		if err != nil {
-			return fail(err)
+			return died(err)
 		}
 		defer child.Close()
 	}
@@ -278,22 +299,30 @@ func (p *prepared) superviseInit(ctx context.Context, s *initProcess, grp *cgrou
 	err := initstep.WriteSpec(s.specW, spec)
 	s.specW = nil
 	if err != nil {
-		return fail(err)
+		return died(err)
 	}
 	p.events.Emit(audit.Event{Kind: audit.KindStart, PID: pid, Target: p.exe, Verdict: audit.VerdictAllow, Layer: audit.LayerMcpjail,
 		Reason: fmt.Sprintf("profile %s as %s", p.policy.Source, p.id.desc)})
 	waitErr := make(chan error, 1)
 	go func() { waitErr <- s.cmd.Wait() }()
+	relayed := false // a signal of mcpjail's own may end init before the server starts
 	for {
 		select {
 		case sig := <-s.sigs:
 			_ = s.cmd.Process.Signal(sig)
+			relayed = true
 		case <-ctx.Done():
 			_ = s.cmd.Process.Signal(syscall.SIGTERM)
 			ctx = context.Background() // signal once; then wait for the exit
+			relayed = true
 		case err := <-waitErr:
+			started := s.serverStarted()
 			s.end()
-			return exitCode(s.cmd, err)
+			code, err := exitCode(s.cmd, err)
+			if err != nil || started || relayed {
+				return code, err
+			}
+			return 0, p.refuse(p.initFailure(code, grp))
 		}
 	}
 }
@@ -305,4 +334,41 @@ func childChannel() (ours, theirs *os.File, err error) {
 		return nil, nil, fmt.Errorf("init step socket: %w", err)
 	}
 	return os.NewFile(uintptr(fds[0]), "init-child"), os.NewFile(uintptr(fds[1]), "init-child-pid1"), nil
+}
+
+// serverStarted reads the init step's word that it execs the server
+// (initstep.StartedFD). Once init has been waited for, no writer is left:
+// the pipe holds the byte, or it is at EOF because init ended before.
+func (s *initProcess) serverStarted() bool {
+	rc, err := s.started.SyscallConn()
+	if err != nil {
+		return true // cannot tell: the status stays the server's
+	}
+	var n int
+	var rerr error
+	_ = rc.Read(func(fd uintptr) bool {
+		n, rerr = unix.Read(int(fd), make([]byte, 1))
+		return true // never wait: a writer left open (never seen) would mean "cannot tell"
+	})
+	return n > 0 || errors.Is(rerr, unix.EAGAIN)
+}
+
+// initFailure explains an init step that ended before it started the
+// server: its own message is above it on stderr. A pids limit is the one
+// cause a profile can give it: its threads count against the limit.
+func (p *prepared) initFailure(code int, grp *cgroup.Group) error {
+	why := fmt.Sprintf("the init step ended before it started the server (%s)", describeStatus(code))
+	limit := p.policy.Limits.Pids
+	if limit == 0 {
+		return errors.New(why)
+	}
+	if grp != nil {
+		if hits, err := grp.PidsLimitHits(); err == nil {
+			if hits > 0 {
+				why += fmt.Sprintf(": the jail reached limits.pids (%d) as it started; the init step's own threads count against it, raise it", limit)
+			}
+			return errors.New(why)
+		}
+	}
+	return fmt.Errorf("%s; if limits.pids (%d) is small, raise it: the init step's own threads count against it", why, limit)
 }

@@ -114,9 +114,12 @@ func exitCode(cmd *exec.Cmd, err error) (int, error) {
 	return initstep.StatusCode(ws), nil
 }
 
-func describeExit(code int) string {
+func describeExit(code int) string { return "server " + describeStatus(code) }
+
+// describeStatus words a shell-style exit code: 128+N is signal N.
+func describeStatus(code int) string {
 	if code > exitSignalShift && code <= exitSignalShift+64 {
-		return fmt.Sprintf("server ended by signal %s", syscall.Signal(code-exitSignalShift))
+		return fmt.Sprintf("ended by signal %s", syscall.Signal(code-exitSignalShift))
 	}
-	return fmt.Sprintf("server exited with code %d", code)
+	return fmt.Sprintf("exited with code %d", code)
 }

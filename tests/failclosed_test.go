@@ -254,3 +254,32 @@ func TestInitStepByHandChangesNothing(t *testing.T) {
 		t.Errorf("mcpjail-init by hand changed the mounts:\nbefore:\n%s\nafter:\n%s", before, after)
 	}
 }
+
+// TestInitStepDeathIsNotTheServersExit: when the init step dies before it
+// execs the server (here: a pids limit too small for its own threads), the
+// run is refused with 125 and says so, naming the limit; it is not reported
+// as the server's exit. A server that itself exits 125 is still the
+// server's exit.
+func TestInitStepDeathIsNotTheServersExit(t *testing.T) {
+	requireRoot(t)
+	dir := t.TempDir()
+	profileFor := func(pids int) string {
+		return writeProfile(t, dir, "e2e-pids"+strconv.Itoa(pids), "filesystem:\n  exec: [\""+suite.hostile+"\"]\nlimits: {pids: "+strconv.Itoa(pids)+"}\n")
+	}
+	// Two tasks: not even the init step's PID 1 and PID 2 fit.
+	out := jailSpec{profile: profileFor(2)}.run(t, nil, suite.hostile, "exit", "0")
+	if out.code != 125 || !strings.Contains(out.stderr, "ended before it started the server") || !strings.Contains(out.stderr, "limits.pids (2)") {
+		t.Errorf("pids 2: exit %d, want 125 with a message naming limits.pids (2)\nstderr:\n%s", out.code, out.stderr)
+	}
+	if exits := eventsOf(out.events, audit.KindExit); len(exits) != 0 {
+		t.Errorf("pids 2: the init step's death was logged as the server's exit:\n%s", formatEvents(out.events))
+	}
+	if refusals := eventsOf(out.events, audit.KindRefuse); len(refusals) != 1 || !strings.Contains(refusals[0].Reason, "limits.pids") {
+		t.Errorf("pids 2: want one refuse event naming limits.pids, got:\n%s", formatEvents(out.events))
+	}
+	out = jailSpec{profile: profileFor(64)}.run(t, nil, suite.hostile, "exit", "125")
+	exits := eventsOf(out.events, audit.KindExit)
+	if out.code != 125 || len(exits) != 1 || exits[0].ExitCode == nil || *exits[0].ExitCode != 125 || len(eventsOf(out.events, audit.KindRefuse)) != 0 {
+		t.Errorf("server exiting 125: exit %d, want 125 reported as the server's exit, events:\n%s\nstderr:\n%s", out.code, formatEvents(out.events), out.stderr)
+	}
+}

@@ -91,6 +91,11 @@ func confineAndExec(spec *Spec) (int, error) {
 	if err := os.Chdir(spec.Dir); err != nil {
 		return ExitRefused, fmt.Errorf("init: chdir %s: %w", spec.Dir, err)
 	}
+	// The last word before execve: from here on, what exits is the server
+	// (or the execve's own failure, 126 or 127 like a shell's).
+	if _, err := unix.Write(StartedFD, []byte{1}); err != nil {
+		return ExitRefused, fmt.Errorf("init: tell the launcher the server starts: %w", err)
+	}
 	err = syscall.Exec(spec.Path, spec.Argv, spec.Env)
 	return execFailureCode(err), fmt.Errorf("exec %s: %w", spec.Path, err)
 }
@@ -151,13 +156,16 @@ func supervise() (int, error) {
 	signal.Notify(sigs, RelayedSignals...)
 	pidfd := -1
 	pid, err := syscall.ForkExec("/proc/self/exe", []string{BinaryName}, &syscall.ProcAttr{
-		Env:   []string{},
-		Files: []uintptr{0, 1, 2, SpecFD, LifelineFD, NotifyFD},
+		Env: []string{},
+		// ChildFD is PID 1's own (^uintptr(0): closed in PID 2).
+		Files: []uintptr{0, 1, 2, SpecFD, LifelineFD, NotifyFD, ^uintptr(0), StartedFD},
 		Sys:   &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, PidFD: &pidfd},
 	})
-	// The spec and the seccomp listener are PID 2's business.
+	// The spec, the seccomp listener and the word that the server starts
+	// are PID 2's business.
 	unix.Close(SpecFD)
 	unix.Close(NotifyFD)
+	unix.Close(StartedFD)
 	if err != nil {
 		return ExitRefused, fmt.Errorf("init: start the server's init step: %w", err)
 	}

@@ -34,6 +34,11 @@ const (
 	// ChildFD, given to PID 1 only, is where it sends the launcher a pidfd
 	// of PID 2 (a SOCK_SEQPACKET socket).
 	ChildFD = 6
+	// StartedFD is a pipe on which the step that execs the server writes one
+	// byte right before execve: without it, the launcher knows that what
+	// exited was the init step, not the server. Close-on-exec, so the server
+	// never holds it.
+	StartedFD = 7
 )
 
 // SuperviseArg is argv[1] of an init step that is PID 1 of a new PID
@@ -49,9 +54,10 @@ const (
 	ExitSignalShift = 128 // a server killed by signal N exits 128+N
 )
 
-// Version is the Spec's format. The launcher and mcpjail-init are built
-// together; a mismatch is a broken install, refused rather than misread.
-const Version = 2
+// Version is the Spec's format and the descriptors that come with it. The
+// launcher and mcpjail-init are built together; a mismatch is a broken
+// install, refused rather than misread.
+const Version = 3
 
 // maxSpecSize bounds what init reads from the spec pipe.
 const maxSpecSize = 16 << 20
