@@ -370,3 +370,20 @@ func TestDaemonShowsUsersOnlyTheirOwnJails(t *testing.T) {
 		t.Errorf("root's events should hold both jails:\n%s", all)
 	}
 }
+
+// TestDaemonRunInitStepDeathIsARefusal: through the daemon too, an init
+// step that dies before it starts the server (limits.pids too small for
+// its own threads) is a refusal that names the limit, not the server's exit.
+func TestDaemonRunInitStepDeathIsARefusal(t *testing.T) {
+	requireRoot(t)
+	d := startDaemon(t, listenLoopback(t).port(), "", map[string]string{
+		"e2e-pids2": "filesystem:\n  exec: [\"" + suite.hostile + "\"]\nlimits: {pids: 2}\n",
+	})
+	out := d.nobody("e2e-pids2", nobodyDir(t)).run(t, nil, suite.hostile, "exit", "0")
+	if out.code != 125 || !strings.Contains(out.stderr, "ended before it started the server") || !strings.Contains(out.stderr, "limits.pids (2)") {
+		t.Errorf("exit %d, want 125 with a message naming limits.pids (2)\nstderr:\n%s", out.code, out.stderr)
+	}
+	if exits := eventsOf(out.events, audit.KindExit); len(exits) != 0 {
+		t.Errorf("the init step's death was logged as the server's exit:\n%s", formatEvents(out.events))
+	}
+}
