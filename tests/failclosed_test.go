@@ -266,7 +266,8 @@ func TestInitStepDeathIsNotTheServersExit(t *testing.T) {
 	profileFor := func(pids int) string {
 		return writeProfile(t, dir, "e2e-pids"+strconv.Itoa(pids), "filesystem:\n  exec: [\""+suite.hostile+"\"]\nlimits: {pids: "+strconv.Itoa(pids)+"}\n")
 	}
-	// Two tasks: not even the init step's PID 1 and PID 2 fit.
+	// Two tasks: fewer than PID 1 and PID 2 of the init step need with
+	// their Go runtime threads.
 	out := jailSpec{profile: profileFor(2)}.run(t, nil, suite.hostile, "exit", "0")
 	if out.code != 125 || !strings.Contains(out.stderr, "ended before it started the server") || !strings.Contains(out.stderr, "limits.pids (2)") {
 		t.Errorf("pids 2: exit %d, want 125 with a message naming limits.pids (2)\nstderr:\n%s", out.code, out.stderr)
