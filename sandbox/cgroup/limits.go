@@ -116,14 +116,5 @@ func applyV2(mount, dir, ctrl string, l Limits) error {
 // because the jail reached its pids limit: "max" of pids.events, in the v1
 // pids hierarchy or the v2 directory. Threads count: each is a task.
 func (g *Group) PidsLimitHits() (uint64, error) {
-	if g.err != nil {
-		return 0, g.err
-	}
-	if d := g.v1[ctrlPids]; d != "" {
-		return readKeyed(filepath.Join(d, "pids.events"), "max")
-	}
-	if g.v2 != "" && exists(filepath.Join(g.v2, "pids.events")) {
-		return readKeyed(filepath.Join(g.v2, "pids.events"), "max")
-	}
-	return 0, fmt.Errorf("pids limit events of cgroup %v: no pids controller", g.Paths())
+	return g.counter(ctrlPids, "pids.events", "pids.events", "max")
 }

@@ -90,16 +90,22 @@ func (g *Group) rmdirAll() error {
 // OOMKills reports how many processes of the jail the kernel OOM-killed:
 // oom_kill of memory.oom_control (v1) or memory.events (v2).
 func (g *Group) OOMKills() (uint64, error) {
+	return g.counter(ctrlMemory, "memory.oom_control", "memory.events", "oom_kill")
+}
+
+// counter reads key from a "key value" file of controller ctrl: v1File in
+// its v1 hierarchy, or else v2File in the v2 directory.
+func (g *Group) counter(ctrl, v1File, v2File, key string) (uint64, error) {
 	if g.err != nil {
 		return 0, g.err
 	}
-	if d := g.v1[ctrlMemory]; d != "" {
-		return readKeyed(filepath.Join(d, "memory.oom_control"), "oom_kill")
+	if d := g.v1[ctrl]; d != "" {
+		return readKeyed(filepath.Join(d, v1File), key)
 	}
-	if g.v2 != "" && exists(filepath.Join(g.v2, "memory.events")) {
-		return readKeyed(filepath.Join(g.v2, "memory.events"), "oom_kill")
+	if g.v2 != "" && exists(filepath.Join(g.v2, v2File)) {
+		return readKeyed(filepath.Join(g.v2, v2File), key)
 	}
-	return 0, fmt.Errorf("oom kills of cgroup %v: no memory controller", g.Paths())
+	return 0, fmt.Errorf("%s of cgroup %v: no %s controller", key, g.Paths(), ctrl)
 }
 
 func readKeyed(path, key string) (uint64, error) {
