@@ -171,7 +171,7 @@ func summarize(r io.Reader, w io.Writer, kernel, excluded string) (bool, error) 
 			fmt.Fprintf(w, "test-vm:   FAILED %s\n", name)
 			lines := c.failures[name]
 			if len(lines) > failureLines {
-				fmt.Fprintf(w, "test-vm:     (%d earlier lines are in the console log)\n", len(lines)-failureLines)
+				fmt.Fprintf(w, "test-vm:     (%d earlier lines are above, in the guest's console output)\n", len(lines)-failureLines)
 				lines = lines[len(lines)-failureLines:]
 			}
 			for _, line := range lines {

@@ -62,7 +62,7 @@ func TestSummaryKeepsTheEndOfALongFailure(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := out.String()
-	if !strings.Contains(got, fmt.Sprintf("(%d earlier lines are in the console log)", lines-failureLines)) {
+	if !strings.Contains(got, fmt.Sprintf("(%d earlier lines are above, in the guest's console output)", lines-failureLines)) {
 		t.Errorf("no note of the lines left out:\n%s", got)
 	}
 	if strings.Contains(got, "line 6\n") || !strings.Contains(got, "line 7\n") || !strings.Contains(got, fmt.Sprintf("line %d\n", lines-1)) {
