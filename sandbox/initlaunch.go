@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"runtime"
+	"strings"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -354,21 +355,33 @@ func (s *initProcess) serverStarted() bool {
 }
 
 // initFailure explains an init step that ended before it started the
-// server: its own message is above it on stderr. A pids limit is the one
-// cause a profile can give it: its threads count against the limit.
+// server: its own message is above it on stderr. A profile can cause that
+// with a limit too small for the init step itself, whose threads and memory
+// count against the jail's limits: say so when the jail hit one.
 func (p *prepared) initFailure(code int, grp *cgroup.Group) error {
 	why := fmt.Sprintf("the init step ended before it started the server (%s)", describeStatus(code))
-	limit := p.policy.Limits.Pids
-	if limit == 0 {
-		return errors.New(why)
-	}
-	if grp != nil {
-		if hits, err := grp.PidsLimitHits(); err == nil {
-			if hits > 0 {
-				why += fmt.Sprintf(": the jail reached limits.pids (%d) as it started; the init step's own threads count against it, raise it", limit)
+	lim := p.policy.Limits
+	var hit []string
+	pidsKnown := false
+	if grp != nil && lim.Pids > 0 {
+		if n, err := grp.PidsLimitHits(); err == nil {
+			pidsKnown = true
+			if n > 0 {
+				hit = append(hit, fmt.Sprintf("limits.pids (%d)", lim.Pids))
 			}
-			return errors.New(why)
 		}
 	}
-	return fmt.Errorf("%s; if limits.pids (%d) is small, raise it: the init step's own threads count against it", why, limit)
+	if grp != nil && lim.MemoryBytes > 0 {
+		if n, err := grp.OOMKills(); err == nil && n > 0 {
+			hit = append(hit, fmt.Sprintf("limits.memory (%d bytes)", lim.MemoryBytes))
+		}
+	}
+	switch {
+	case len(hit) > 0:
+		why += ": the jail reached " + strings.Join(hit, " and ") + " as it started; the init step's own threads and memory count against the limits, raise them"
+	case lim.Pids > 0 && !pidsKnown:
+		// Through the daemon the jail's cgroup is the daemon's to read.
+		why += fmt.Sprintf("; if limits.pids (%d) is small, raise it: the init step's own threads count against it", lim.Pids)
+	}
+	return errors.New(why)
 }

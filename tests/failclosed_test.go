@@ -256,9 +256,9 @@ func TestInitStepByHandChangesNothing(t *testing.T) {
 }
 
 // TestInitStepDeathIsNotTheServersExit: when the init step dies before it
-// execs the server (here: a pids limit too small for its own threads), the
-// run is refused with 125 and says so, naming the limit; it is not reported
-// as the server's exit. A server that itself exits 125 is still the
+// execs the server (here: a pids or memory limit too small for the init
+// step itself), the run is refused with 125 and says so, naming the limit;
+// it is not reported as the server's exit. A server that itself exits 125 is still the
 // server's exit.
 func TestInitStepDeathIsNotTheServersExit(t *testing.T) {
 	requireRoot(t)
@@ -277,6 +277,13 @@ func TestInitStepDeathIsNotTheServersExit(t *testing.T) {
 	}
 	if refusals := eventsOf(out.events, audit.KindRefuse); len(refusals) != 1 || !strings.Contains(refusals[0].Reason, "limits.pids") {
 		t.Errorf("pids 2: want one refuse event naming limits.pids, got:\n%s", formatEvents(out.events))
+	}
+	// 256 KiB of memory: less than the init step's Go runtime touches, so
+	// the kernel OOM-kills it before the server.
+	memory := writeProfile(t, dir, "e2e-mem", "filesystem:\n  exec: [\""+suite.hostile+"\"]\nlimits: {memory: 256Ki}\n")
+	out = jailSpec{profile: memory}.run(t, nil, suite.hostile, "exit", "0")
+	if out.code != 125 || !strings.Contains(out.stderr, "ended before it started the server") || !strings.Contains(out.stderr, "limits.memory (262144 bytes)") {
+		t.Errorf("memory 256Ki: exit %d, want 125 with a message naming limits.memory\nstderr:\n%s", out.code, out.stderr)
 	}
 	out = jailSpec{profile: profileFor(64)}.run(t, nil, suite.hostile, "exit", "125")
 	exits := eventsOf(out.events, audit.KindExit)
