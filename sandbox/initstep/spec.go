@@ -6,9 +6,10 @@
 // as PID 2, which does that, and supervises it.
 //
 // It is a binary of its own, beside mcpjail, because every process of a
-// run pays for its binary's package initialisation: mcpjail links the
-// daemon's Prometheus client and the cgroup v1 statistics' protobuf types,
-// which the two init processes of every run have no use for.
+// run pays for its binary's package initialisation: mcpjail links the eBPF
+// loader and the cgroup library with its v1 statistics' protobuf types,
+// which the two init processes of every run have no use for (a test in
+// cmd/mcpjail-init keeps them out).
 package initstep
 
 import (
